@@ -1,0 +1,67 @@
+"""Protocol version 1: one JSON object per frame.
+
+Mirrors ``Phoenix.Socket.V1.JSONSerializer``. A frame is
+``{"topic": ..., "event": ..., "payload": ..., "ref": ...}``; the client may add
+``join_ref`` but the server never writes it, so a V1 client cannot tell one join of
+a topic from the next. That gap is why V2 exists. A ``vsn`` of ``1.0.0``, or no
+``vsn`` at all, selects this serializer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..exceptions import DecodeError, EncodeError
+from ..message import Broadcast, Message, Reply
+from .serializer import Opcode, SocketPush
+
+_REQUIRED_KEYS = ("topic", "event", "payload", "ref")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class V1JSONSerializer:
+    """Object frames: ``{"topic", "event", "payload", "ref"}``."""
+
+    vsn = "1.0.0"
+
+    def fastlane(self, broadcast: Broadcast) -> SocketPush:
+        return self._encode_fields(broadcast.topic, broadcast.event, broadcast.payload, None)
+
+    def encode(self, message: Message | Reply) -> SocketPush:
+        if isinstance(message, Reply):
+            payload = {"response": message.payload, "status": message.status}
+            return self._encode_fields(message.topic, "phx_reply", payload, message.ref)
+        return self._encode_fields(message.topic, message.event, message.payload, message.ref)
+
+    def decode(self, data: str | bytes, opcode: Opcode) -> Message:
+        if opcode != "text":
+            raise DecodeError("v1 frames are text; got a binary frame")
+        try:
+            fields = json.loads(data)
+        except ValueError as exc:
+            raise DecodeError(f"v1 frame is not valid JSON: {exc}") from exc
+        if not isinstance(fields, dict):
+            raise DecodeError(f"v1 frame must be a JSON object, got {type(fields).__name__}")
+        missing = [key for key in _REQUIRED_KEYS if key not in fields]
+        if missing:
+            raise DecodeError(f"v1 frame is missing key(s) {', '.join(missing)}")
+        return Message(
+            topic=fields["topic"],
+            event=fields["event"],
+            payload=fields["payload"],
+            ref=fields["ref"],
+            join_ref=fields.get("join_ref"),
+        )
+
+    # Private methods
+
+    def _encode_fields(self, topic: Any, event: Any, payload: Any, ref: Any) -> SocketPush:
+        if isinstance(payload, (bytes, bytearray)):
+            raise EncodeError("v1 frames cannot carry a binary payload; connect with vsn=2.0.0")
+        # Keys in sorted order, as Phoenix writes them, so frames read alike.
+        fields = {"event": event, "payload": payload, "ref": ref, "topic": topic}
+        return SocketPush("text", _dumps(fields))
