@@ -48,7 +48,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Union, overload
+from typing import Any, Literal, NamedTuple, overload
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection
@@ -98,7 +98,7 @@ PHX_ERROR = "phx_error"
 PHX_CLOSE = "phx_close"
 
 ChannelState = Literal["closed", "errored", "joined", "joining", "leaving"]
-Frame = Union[str, bytes]
+Frame = str | bytes
 
 
 # --------------------------------------------------------------------------
@@ -753,9 +753,12 @@ class Push:
         # void; cancelling it says the same thing more plainly.
         self._cancel_timeout()
         self.ref = None
-        self._received = None
         self.sent = False
         # Whoever awaits an unfinished attempt keeps waiting for the next one.
+        self._forget()
+
+    def _forget(self) -> None:
+        self._received = None
         if self._waiter is not None and self._waiter.done():
             self._waiter = None
 
@@ -862,6 +865,16 @@ class Channel:
     def join_ref(self) -> str | None:
         """The ref of the latest join; it tags every message of this membership."""
         return self._join_push.ref
+
+    @property
+    def join_push(self) -> Push:
+        """The join push, reused by every rejoin.
+
+        Awaiting it returns the outcome of the latest join attempt, waiting for
+        it if needed. Once a joined channel errors, the old outcome is
+        forgotten, so ``await channel.join_push`` then waits for the rejoin.
+        """
+        return self._join_push
 
     # Public API ----------------------------------------------------------
 
@@ -1104,6 +1117,10 @@ class Channel:
         logger.debug("error %s %r", self.topic, reason)
         if self.state == "joining":
             self._join_push._reset()
+        elif self.state == "joined":
+            # The old "ok" no longer describes the channel: forget it, so that
+            # awaiting the join push waits for the rejoin.
+            self._join_push._forget()
         self.state = "errored"
         if self.socket.is_connected():
             self._rejoin_timer.schedule_timeout()
@@ -1155,6 +1172,8 @@ class Socket:
         auth_token: str | Callable[[], str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        if heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
         self.url = url
         self.vsn = vsn
         self.timeout = timeout
@@ -1176,6 +1195,7 @@ class Socket:
         self._send_buffer: list[Frame] = []
         self._conn: ClientConnection | None = None
         self._connecting = False
+        self._connect_lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Frame] | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
@@ -1187,7 +1207,8 @@ class Socket:
         self._close_was_clean = True
         self._heartbeat_timed_out = False
         self._reconnect_timer = _Timer(
-            self._reconnect, lambda tries: self._reconnect_after(tries),
+            self._reconnect,
+            self._reconnect_after,
             name="channels_core.client reconnect",
         )
 
@@ -1216,18 +1237,20 @@ class Socket:
                 connection, e.g. with HTTP 403 when ``connect`` rejected the params.
             TimeoutError: If the handshake took longer than ``timeout``.
         """
-        if self._conn is not None:
-            return
-        # Connecting now supersedes a reconnect that is waiting for its turn.
-        await self._reconnect_timer.stop()
-        try:
-            await self._open()
-        except (OSError, TimeoutError, WebSocketException) as exc:
-            # phoenix.js would keep retrying in the background; an explicit
-            # connect() that fails is more useful as an exception, so the
-            # first attempt is not retried.
-            self._emit("error", exc)
-            raise
+        # Two concurrent connect() calls must not open two connections.
+        async with self._connect_lock:
+            if self._conn is not None:
+                return
+            # Connecting now supersedes a reconnect that is waiting for its turn.
+            await self._reconnect_timer.stop()
+            try:
+                await self._open()
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                # phoenix.js would keep retrying in the background; an explicit
+                # connect() that fails is more useful as an exception, so it
+                # is not retried.
+                self._emit("error", exc)
+                raise
 
     async def disconnect(self, code: int = WS_CLOSE_NORMAL, reason: str = "") -> None:
         """Closes the connection and stops every background task; no reconnect follows.
@@ -1480,6 +1503,8 @@ class Socket:
         logger.info("connection closed: code %d %r", code, reason)
         if self._conn is conn:
             self._conn = None
+        if self._reader_task is asyncio.current_task():
+            self._reader_task = None
         self._pending_heartbeat_ref = None
         await _cancel_and_wait(self._heartbeat_task, self._writer_task)
         self._heartbeat_task = self._writer_task = self._outbox = None

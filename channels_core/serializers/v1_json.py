@@ -17,6 +17,7 @@ from ..message import Broadcast, Message, Reply
 from .serializer import Opcode, SocketPush
 
 _REQUIRED_KEYS = ("topic", "event", "payload", "ref")
+_BINARY_REFUSED = "v1 frames cannot carry a binary payload; connect with vsn=2.0.0"
 
 
 def _dumps(value: Any) -> str:
@@ -28,11 +29,17 @@ class V1JSONSerializer:
 
     vsn = "1.0.0"
 
+    def __repr__(self) -> str:
+        return "V1JSONSerializer()"
+
     def fastlane(self, broadcast: Broadcast) -> SocketPush:
         return self._encode_fields(broadcast.topic, broadcast.event, broadcast.payload, None)
 
     def encode(self, message: Message | Reply) -> SocketPush:
         if isinstance(message, Reply):
+            # Checked here: once wrapped in the reply's object, bytes would reach json.dumps.
+            if isinstance(message.payload, (bytes, bytearray)):
+                raise EncodeError(_BINARY_REFUSED)
             payload = {"response": message.payload, "status": message.status}
             return self._encode_fields(message.topic, "phx_reply", payload, message.ref)
         return self._encode_fields(message.topic, message.event, message.payload, message.ref)
@@ -61,7 +68,7 @@ class V1JSONSerializer:
 
     def _encode_fields(self, topic: Any, event: Any, payload: Any, ref: Any) -> SocketPush:
         if isinstance(payload, (bytes, bytearray)):
-            raise EncodeError("v1 frames cannot carry a binary payload; connect with vsn=2.0.0")
+            raise EncodeError(_BINARY_REFUSED)
         # Keys in sorted order, as Phoenix writes them, so frames read alike.
         fields = {"event": event, "payload": payload, "ref": ref, "topic": topic}
         return SocketPush("text", _dumps(fields))

@@ -53,6 +53,9 @@ class V2JSONSerializer:
 
     vsn = "2.0.0"
 
+    def __repr__(self) -> str:
+        return "V2JSONSerializer()"
+
     def fastlane(self, broadcast: Broadcast) -> SocketPush:
         payload = broadcast.payload
         if isinstance(payload, (bytes, bytearray)):
