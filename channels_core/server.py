@@ -76,7 +76,10 @@ class Server:
 
     async def start(self) -> int:
         """Bind, start serving in the background, and return the bound port."""
-        sock = socket_lib.socket(socket_lib.AF_INET, socket_lib.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
+        # proto says TCP, and accepted sockets inherit it. Without it every second frame of a
+        # burst waits ~40 ms for the client's delayed ACK. Cowboy (ranch) sets nodelay too.
+        sock = socket_lib.socket(socket_lib.AF_INET, socket_lib.SOCK_STREAM, socket_lib.IPPROTO_TCP)
         sock.setsockopt(socket_lib.SOL_SOCKET, socket_lib.SO_REUSEADDR, 1)
         sock.bind((self.host, self.requested_port))
         sock.set_inheritable(True)
