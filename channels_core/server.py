@@ -17,8 +17,24 @@ from collections.abc import Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 __all__ = ["Server", "serve"]
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol on the ``websockets`` sans-I/O core, with one fix.
+
+    A refused upgrade (our 403) is answered with the ASGI denial-response extension;
+    uvicorn then logs "ASGI callable returned without completing handshake" although
+    the response was sent. Marking the handshake complete once the denial's body is
+    out keeps that false error out of the logs.
+    """
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -57,7 +73,7 @@ class Server:
         self.requested_port = port
         self.port: int | None = None
         options.setdefault("log_level", "warning")
-        options.setdefault("ws", "websockets-sansio")
+        options.setdefault("ws", WebSocketProtocol)
         options.setdefault("lifespan", "on")
         self._config = uvicorn.Config(app, host=host, port=port, **options)
         self._server: _EmbeddedServer | None = None
@@ -120,5 +136,5 @@ class Server:
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 4000, **options: Any) -> None:
     """Serve ``app`` until interrupted (the CLI's ``serve``)."""
-    options.setdefault("ws", "websockets-sansio")
+    options.setdefault("ws", WebSocketProtocol)
     uvicorn.run(app, host=host, port=port, **options)
