@@ -59,8 +59,12 @@ async def handle(endpoint: Endpoint, scope: dict[str, Any], receive: Any, send: 
         return
     if dispatch.kind == "longpoll":
         body = await _read_body(receive)
-        response = await longpoll.serve(endpoint, dispatch.handler, dispatch.config, conn, body)  # type: ignore[arg-type]
-        await _respond(send, response.status, response.body, response.headers)
+        serving = asyncio.ensure_future(
+            longpoll.serve(endpoint, dispatch.handler, dispatch.config, conn, body)  # type: ignore[arg-type]
+        )
+        response = await _unless_disconnected(serving, receive)
+        if response is not None:
+            await _respond(send, response.status, response.body, response.headers)
         return
     if endpoint.plug is not None:
         await endpoint.plug(scope, receive, send)
@@ -291,6 +295,29 @@ async def _read_body(receive: Any) -> bytes:
         if not event.get("more_body"):
             break
     return b"".join(chunks)
+
+
+async def _unless_disconnected(work: asyncio.Future[Any], receive: Any) -> Any:
+    """Await ``work``; if the client disconnects first, cancel it and return None.
+
+    Cowboy ends a request's process when its connection closes. A long poll held
+    for a client that has gone would otherwise run out its ``window_ms``, and keep
+    uvicorn's shutdown waiting for it.
+    """
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        pending = [task for task in (work, watcher) if not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    return None if work.cancelled() else work.result()
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _respond(send: Any, status: int, body: str | bytes, headers: list[tuple[str, str]] | None = None) -> None:

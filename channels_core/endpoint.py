@@ -25,6 +25,7 @@ from .message import Broadcast
 from .pubsub import PubSub
 from .pubsub.fastlane import fastlane_dispatch
 from .supervisor import PoolSupervisor
+from .transports import longpoll
 from .transports.transport import (
     LONGPOLL_DEFAULTS,
     WEBSOCKET_DEFAULTS,
@@ -178,6 +179,9 @@ class Endpoint:
         """Stop what :meth:`startup` started."""
         if self.started:
             self.started = False
+            # Long-poll sessions belong to the endpoint, as Phoenix's LongPoll.Supervisor
+            # does; with no connection to close, they must be stopped by name.
+            await longpoll.shutdown(self)
             await self.pubsub.stop()
 
     # PubSub helpers, as on a Phoenix endpoint
