@@ -48,7 +48,11 @@ async def handle(endpoint: Endpoint, scope: dict[str, Any], receive: Any, send: 
     dispatch = endpoint.__handler__(tuple(p for p in conn.path.split("/") if p))
     if kind == "websocket":
         if dispatch.kind != "websocket":
-            await send({"type": "websocket.close", "code": 1000})
+            # No socket here: answer the upgrade the way plain HTTP would, with a 404.
+            await receive()  # websocket.connect
+            await send({"type": "websocket.http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "websocket.http.response.body", "body": b"not found"})
             return
         await WebSocketHandler(endpoint, dispatch.handler, dispatch.config, conn, receive, send).run()  # type: ignore[arg-type]
         return
@@ -214,7 +218,9 @@ class WebSocketHandler:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             self.terminate(reason)
-            process.release(me, reason)
+            # Whatever closed the connection, a connection that did not crash exits
+            # normally, as Cowboy's process does: channels then stop {shutdown, closed}.
+            process.release(me, reason if isinstance(reason, Exception) else "normal")
 
     async def _loop(self) -> Any:
         loop = asyncio.get_running_loop()
