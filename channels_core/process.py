@@ -168,6 +168,12 @@ class Process:
         finally:
             self._exit(reason)
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never enters _run, so its finally
+        # never runs: exit/2 right after spawn would otherwise leave a zombie pid.
+        if self.pid in _registry:
+            self._exit(self._kill_reason if self._kill_reason is not None else "killed")
+
     def _exit(self, reason: Any) -> None:
         self.exit_reason = reason
         _registry.pop(self.pid, None)
@@ -218,6 +224,7 @@ def spawn(fn: Callable[..., Awaitable[Any]], *args: Any, role: str = "process") 
     process.task = asyncio.get_running_loop().create_task(
         process._run(fn, args), name=repr(process.pid), context=ctx
     )
+    process.task.add_done_callback(process._task_done)
     return process.pid
 
 
@@ -313,7 +320,11 @@ async def receive(
             if remaining is None:
                 await waiter
             else:
-                await asyncio.wait_for(waiter, remaining)
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+                # lands in the same loop iteration as a delivery, and the process would
+                # then wait out its whole timeout after being cancelled.
+                async with asyncio.timeout(remaining):
+                    await waiter
         except TimeoutError:
             pass
         finally:

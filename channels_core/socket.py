@@ -184,7 +184,8 @@ def connect(
     """
     tracing.hop("socket", "socket.connect", handler=handler.__name__)
     start = time.perf_counter_ns()
-    vsn = params.get("vsn") or "1.0.0"
+    # Only a missing vsn means V1; an empty one is invalid, as Elixir's "" is truthy.
+    vsn = params.get("vsn", "1.0.0")
     serializer = negotiate_serializer(config.serializer, vsn)
     if serializer is None:
         return "error"

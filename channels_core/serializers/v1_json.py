@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .. import tracing
 from ..exceptions import DecodeError, EncodeError
 from ..message import Broadcast, Message, Reply
 from .serializer import Opcode, SocketPush
@@ -21,7 +22,11 @@ _BINARY_REFUSED = "v1 frames cannot carry a binary payload; connect with vsn=2.0
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN is not JSON, and a client's JSON.parse would throw on it.
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(f"payload is not JSON-encodable: {exc}") from exc
 
 
 class V1JSONSerializer:
@@ -33,9 +38,14 @@ class V1JSONSerializer:
         return "V1JSONSerializer()"
 
     def fastlane(self, broadcast: Broadcast) -> SocketPush:
+        if tracing.active is not None:
+            tracing.hop("serializer", "V1JSONSerializer.fastlane", topic=broadcast.topic, event=broadcast.event)
         return self._encode_fields(broadcast.topic, broadcast.event, broadcast.payload, None)
 
     def encode(self, message: Message | Reply) -> SocketPush:
+        if tracing.active is not None:
+            tracing.hop("serializer", "V1JSONSerializer.encode", topic=message.topic,
+                        event="phx_reply" if isinstance(message, Reply) else message.event)
         if isinstance(message, Reply):
             # Checked here: once wrapped in the reply's object, bytes would reach json.dumps.
             if isinstance(message.payload, (bytes, bytearray)):
@@ -45,8 +55,8 @@ class V1JSONSerializer:
         return self._encode_fields(message.topic, message.event, message.payload, message.ref)
 
     def decode(self, data: str | bytes, opcode: Opcode) -> Message:
-        if opcode != "text":
-            raise DecodeError("v1 frames are text; got a binary frame")
+        # Like Phoenix's V1 serializer, the opcode is not looked at: a binary frame
+        # holding a JSON object is decoded just the same.
         try:
             fields = json.loads(data)
         except ValueError as exc:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .. import tracing
 from ..exceptions import DecodeError, EncodeError
 from ..message import Broadcast, Message, Reply
 from .serializer import Opcode, SocketPush
@@ -34,7 +35,11 @@ MAX_FIELD_SIZE = 255
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN is not JSON, and a client's JSON.parse would throw on it.
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(f"payload is not JSON-encodable: {exc}") from exc
 
 
 def _field(value: Any, kind: str) -> bytes:
@@ -57,6 +62,8 @@ class V2JSONSerializer:
         return "V2JSONSerializer()"
 
     def fastlane(self, broadcast: Broadcast) -> SocketPush:
+        if tracing.active is not None:
+            tracing.hop("serializer", "V2JSONSerializer.fastlane", topic=broadcast.topic, event=broadcast.event)
         payload = broadcast.payload
         if isinstance(payload, (bytes, bytearray)):
             topic = _field(broadcast.topic, "topic")
@@ -68,6 +75,9 @@ class V2JSONSerializer:
         return SocketPush("text", _dumps([None, None, broadcast.topic, broadcast.event, payload]))
 
     def encode(self, message: Message | Reply) -> SocketPush:
+        if tracing.active is not None:
+            tracing.hop("serializer", "V2JSONSerializer.encode", topic=message.topic,
+                        event="phx_reply" if isinstance(message, Reply) else message.event)
         if isinstance(message, Reply):
             return self._encode_reply(message)
         payload = message.payload
