@@ -10,13 +10,13 @@ to the transport, where the test reads it in order with the frames.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from conftest import in_process
 
 from channels_core import process
 from channels_core import socket as socket_module
@@ -219,42 +219,6 @@ class FormsEndpoint(Endpoint):
 
 
 # Helpers
-
-
-async def run_in_process(
-    coro_fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float = 5.0, **kwargs: Any
-) -> Any:
-    """Run ``coro_fn`` as a process, return its result or re-raise its exception; then
-    wait until every process it started has exited (channels stop with their transport)."""
-    before = set(process.processes())
-    outcome: dict[str, Any] = {}
-
-    async def body() -> None:
-        try:
-            outcome["value"] = await coro_fn(*args, **kwargs)
-        except Exception as exc:
-            outcome["error"] = exc
-
-    pid = process.spawn(body, role="test transport")
-    await asyncio.wait_for(process.lookup(pid).task, timeout)  # type: ignore[union-attr, arg-type]
-    started = [p for p in process.processes() if p not in before]
-    tasks = [t for p in started if (proc := process.lookup(p)) is not None and (t := proc.task) is not None]
-    if tasks:
-        await asyncio.wait(tasks, timeout=timeout)
-    assert [p for p in started if process.is_alive(p)] == [], "processes outlived the test"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
-def in_process(test: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Run an async test's body inside a process (fixtures are still injected)."""
-
-    @functools.wraps(test)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await run_in_process(test, *args, **kwargs)
-
-    return wrapper
 
 
 CONFIG = load_config({"check_origin": False}, WEBSOCKET_DEFAULTS)

@@ -11,13 +11,13 @@ or arrives in the test process's mailbox (channel pushes, replies, broadcasts).
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from conftest import in_process
 
 from channels_core import process
 from channels_core import socket as socket_module
@@ -33,45 +33,6 @@ pytestmark = pytest.mark.usefixtures("leak_check")
 
 
 # Helpers
-
-
-async def run_in_process(
-    coro_fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float = 5.0, **kwargs: Any
-) -> Any:
-    """Run ``coro_fn`` as a process, return its result or re-raise its exception.
-
-    Then wait until every process it started (channels, mostly) has exited: when
-    the test process ends, its channels see their transport go and stop.
-    """
-    before = set(process.processes())
-    outcome: dict[str, Any] = {}
-
-    async def body() -> None:
-        try:
-            outcome["value"] = await coro_fn(*args, **kwargs)
-        except Exception as exc:
-            outcome["error"] = exc
-
-    pid = process.spawn(body, role="test transport")
-    await asyncio.wait_for(process.lookup(pid).task, timeout)  # type: ignore[union-attr, arg-type]
-    started = [p for p in process.processes() if p not in before]
-    tasks = [t for p in started if (proc := process.lookup(p)) is not None and (t := proc.task) is not None]
-    if tasks:
-        await asyncio.wait(tasks, timeout=timeout)
-    assert [p for p in started if process.is_alive(p)] == [], "processes outlived the test"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
-def in_process(test: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Run an async test's body inside a process (fixtures are still injected)."""
-
-    @functools.wraps(test)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await run_in_process(test, *args, **kwargs)
-
-    return wrapper
 
 
 def connect(
