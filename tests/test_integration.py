@@ -458,7 +458,7 @@ async def test_an_origin_from_another_host_is_refused_with_403_and_logged(
 ) -> None:
     status, body = await refusal(demo_server, origin="http://evil.example")
     assert (status, body) == (403, b"")
-    assert log_messages(caplog, "channels_core.transports.websocket") == [
+    assert log_messages(caplog, "channels_core.transport") == [
         "could not check origin for socket transport: origin of the request is http://evil.example. "
         "Configure check_origin on the socket (e.g. check_origin=['//127.0.0.1']) or the endpoint's url_host."
     ]

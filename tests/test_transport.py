@@ -479,7 +479,7 @@ def test_refused_connect_is_403() -> None:
 
 
 def test_bad_origin_is_403_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="channels_core.transports.websocket"):
+    with caplog.at_level(logging.ERROR, logger="channels_core.transport"):
         result = connect(ws_conn(origin="http://evil.example"), demo_endpoint(), UserSocket, DEMO_CONFIG)
     assert result == Refuse(403, "")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [

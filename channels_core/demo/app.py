@@ -26,6 +26,17 @@ def sign_user_token(user_id: str, *, secret_key_base: str = SECRET_KEY_BASE, sig
     return sign(secret_key_base, USER_TOKEN_SALT, user_id, signed_at=signed_at)
 
 
+def _ping_or_bench(event: str, payload: Any, socket: SocketStruct) -> tuple[Any, ...] | None:
+    """``ping`` and ``bench_broadcast``, answered alike by both channels, or None."""
+    if event == "ping":
+        return ("reply", ("ok", payload), socket)
+    if event == "bench_broadcast":
+        for i in range(1, payload["n"] + 1):
+            broadcast(socket, "bench_msg", {"i": i})
+        return ("reply", "ok", socket)
+    return None
+
+
 class RoomChannel(Channel):
     """``room:*``: join, chat, and the reference app's test events."""
 
@@ -56,13 +67,10 @@ class RoomChannel(Channel):
         if event == "binary_event" and isinstance(payload, bytes):
             push(socket, "binary_event", b"\x00\x01")
             return ("reply", ("ok", payload + b"\x03\x04"), socket)
-        if event == "ping":
-            return ("reply", ("ok", payload), socket)
-        if event == "bench_broadcast":
-            for i in range(1, payload["n"] + 1):
-                broadcast(socket, "bench_msg", {"i": i})
-            return ("reply", "ok", socket)
-        raise ValueError(f"RoomChannel has no handle_in clause for event {event!r}")
+        answer = _ping_or_bench(event, payload, socket)
+        if answer is None:
+            raise ValueError(f"RoomChannel has no handle_in clause for event {event!r}")
+        return answer
 
     def handle_out(self, event: str, payload: Any, socket: SocketStruct) -> tuple[Any, ...]:
         # Elixir's inspect(:websocket) is ":websocket"; the golden frames carry exactly that.
@@ -80,13 +88,10 @@ class BenchChannel(Channel):
         return ("ok", socket)
 
     def handle_in(self, event: str, payload: Any, socket: SocketStruct) -> tuple[Any, ...]:
-        if event == "ping":
-            return ("reply", ("ok", payload), socket)
-        if event == "bench_broadcast":
-            for i in range(1, payload["n"] + 1):
-                broadcast(socket, "bench_msg", {"i": i})
-            return ("reply", "ok", socket)
-        raise ValueError(f"BenchChannel has no handle_in clause for event {event!r}")
+        answer = _ping_or_bench(event, payload, socket)
+        if answer is None:
+            raise ValueError(f"BenchChannel has no handle_in clause for event {event!r}")
+        return answer
 
 
 class UserSocket(Socket):

@@ -65,7 +65,7 @@ from ..socket import SocketState
 from ..socket import connect as connect_socket
 from ..supervisor import PoolSupervisor
 from ..token import sign, verify
-from .transport import Conn, Stop, TransportConfig, connect_info, origin_allowed
+from .transport import Conn, Stop, TransportConfig, check_origin, connect_info
 
 __all__ = [
     "HTTPResponse",
@@ -227,14 +227,7 @@ def sign_session_token(endpoint: Any, session: Session, *, signed_at: float | No
 async def serve(endpoint: Any, handler: type, config: TransportConfig, conn: Conn, body: bytes) -> HTTPResponse:
     """Answer one long-poll request (Phoenix's ``LongPoll.call/2``)."""
     tracing.hop("transport", "longpoll.call", method=conn.method, path=conn.path)
-    origin = conn.header("origin")
-    if not origin_allowed(config.check_origin, origin, conn, getattr(endpoint, "url_host", "localhost")):
-        logger.error(
-            "could not check origin for long-poll transport: origin of the request is %s. "
-            "Configure check_origin on the socket (e.g. check_origin=['//%s']) or the endpoint's url_host.",
-            origin, conn.host,
-        )
-        tracing.hop("transport", "transport.check_origin", allowed=False)
+    if not check_origin(conn, endpoint, config, "long-poll"):
         return _status_json(403)
     if conn.method == "OPTIONS":
         return _preflight(conn)

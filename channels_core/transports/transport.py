@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from .. import tracing
 from ..serializers import Serializer, SocketPush, V1JSONSerializer, V2JSONSerializer
 
 logger = logging.getLogger("channels_core.transport")
@@ -304,6 +305,20 @@ def origin_allowed(check_origin: Any, origin: str | None, conn: Conn, endpoint_h
     raise ValueError(
         f"check_origin expects a boolean, a list of origins, 'conn' or a callable, got {check_origin!r}"
     )
+
+
+def check_origin(conn: Conn, endpoint: Any, config: TransportConfig, transport: str) -> bool:
+    """Phoenix's ``Transport.check_origin``: apply :func:`origin_allowed`, log a refusal."""
+    origin = conn.header("origin")
+    allowed = origin_allowed(config.check_origin, origin, conn, getattr(endpoint, "url_host", "localhost"))
+    tracing.hop("transport", "transport.check_origin", allowed=allowed)
+    if not allowed:
+        logger.error(
+            "could not check origin for %s transport: origin of the request is %s. "
+            "Configure check_origin on the socket (e.g. check_origin=['//%s']) or the endpoint's url_host.",
+            transport, origin, conn.host,
+        )
+    return allowed
 
 
 # connect_info

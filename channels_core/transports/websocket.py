@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from ..socket import connect as connect_socket
 from .. import tracing
 from ..socket import SocketState
-from .transport import Conn, TransportConfig, connect_info, origin_allowed
+from .transport import Conn, TransportConfig, check_origin, connect_info
 
 logger = logging.getLogger("channels_core.transports.websocket")
 
@@ -59,16 +59,8 @@ def connect(conn: Conn, endpoint: Any, handler: type, config: TransportConfig) -
     tracing.hop("transport", "websocket.connect", path=conn.path)
 
     # Step 2: origin.
-    origin = conn.header("origin")
-    if not origin_allowed(config.check_origin, origin, conn, getattr(endpoint, "url_host", "localhost")):
-        logger.error(
-            "could not check origin for socket transport: origin of the request is %s. "
-            "Configure check_origin on the socket (e.g. check_origin=['//%s']) or the endpoint's url_host.",
-            origin, conn.host,
-        )
-        tracing.hop("transport", "transport.check_origin", allowed=False)
+    if not check_origin(conn, endpoint, config, "socket"):
         return Refuse(403)
-    tracing.hop("transport", "transport.check_origin", allowed=True)
 
     # Step 3: phoenix.js 1.8 sends its authToken as a subprotocol, because browsers
     # cannot set headers on a WebSocket. "phoenix" must then be answered back.
@@ -88,6 +80,7 @@ def connect(conn: Conn, endpoint: Any, handler: type, config: TransportConfig) -
     subprotocol = None
     if allowed is not None and requested:
         subprotocol = next((p for p in allowed if p in requested), None)
+        tracing.hop("transport", "transport.check_subprotocols", requested=requested, selected=subprotocol)
         if subprotocol is None:
             logger.error(
                 "could not check WebSocket subprotocols: the request asked for %s, "
@@ -96,6 +89,7 @@ def connect(conn: Conn, endpoint: Any, handler: type, config: TransportConfig) -
             return Refuse(403)
 
     # Steps 5 and 6: connect_info, then the user's connect.
+    tracing.hop("transport", "transport.connect_info", keys=list(config.connect_info or ()))
     info = connect_info(conn, config.connect_info, token)
     result = connect_socket(handler, endpoint, "websocket", config, params, info)
     if isinstance(result, SocketState):
