@@ -204,6 +204,9 @@ def connect(
         tracing.hop("socket", f"{handler.__name__}.connect/2")
         result = user.connect(params, socket)
     outcome = _connect_result(handler, user, result, config)
+    if not isinstance(outcome, SocketState):
+        # Phoenix.Logger's "REFUSED CONNECTION TO UserSocket": the client sees only a 403.
+        logger.info("refused connection to %s (transport %s, vsn %s)", handler.__name__, transport, vsn)
     telemetry.execute(
         telemetry.SOCKET_CONNECTED,
         {"duration": time.perf_counter_ns() - start},
@@ -286,8 +289,9 @@ class SocketState:
                 connection (close 1011), exactly as Phoenix does.
         """
         message = self.socket.serializer.decode(data, opcode)  # type: ignore[union-attr]
-        tracing.hop("serializer", f"{type(self.socket.serializer).__name__}.decode",
-                    topic=message.topic, event=message.event)
+        if tracing.active is not None:  # every frame passes here: no f-string unless traced
+            tracing.hop("serializer", f"{type(self.socket.serializer).__name__}.decode",
+                        topic=message.topic, event=message.event)
         try:
             entry = self.channels.get(message.topic)
         except TypeError:  # an unhashable topic (a list, an object) cannot be joined
@@ -318,7 +322,8 @@ class SocketState:
         topic, event = message.topic, message.event
 
         if topic == "phoenix" and event == "heartbeat":
-            tracing.hop("socket", "socket.handle_in:heartbeat")
+            if tracing.active is not None:
+                tracing.hop("socket", "socket.handle_in:heartbeat")
             return self._encode(Reply(topic="phoenix", status="ok", payload={}, ref=message.ref))
 
         if entry is None and event == "phx_join":
@@ -337,7 +342,8 @@ class SocketState:
             return None
 
         if entry is not None:
-            tracing.hop("socket", "socket.handle_in:message", topic=topic, event=event)
+            if tracing.active is not None:
+                tracing.hop("socket", "socket.handle_in:message", topic=topic, event=event)
             _, join_ref = self.channels_inverse[entry.pid]
             # join_ref may be absent (V1 clients); a stale one is dropped on purpose.
             if message.join_ref is None or message.join_ref == join_ref:

@@ -625,3 +625,19 @@ async def test_supervisor_shutdown_right_after_start_child() -> None:
     await asyncio.wait_for(supervisor.shutdown(timeout=2), 3)
     assert supervisor.which_children() == []
     assert not any(process.is_alive(pid) for pid in children)
+
+
+async def test_a_cancel_that_lands_with_a_delivery_is_not_lost() -> None:
+    # asyncio.wait_for on Python 3.11 swallows a cancellation arriving in the same loop
+    # step as the result; receive must not, or a cancelled process waits out its timeout.
+    async def keep_receiving() -> None:
+        while True:
+            await process.receive(timeout=30)
+
+    pid = process.spawn(keep_receiving, role="waiter")
+    task = process.lookup(pid).task  # type: ignore[union-attr]
+    await asyncio.sleep(0)  # let it reach receive(); a step of the loop, not a wait for time
+    process.send(pid, "hello")
+    task.cancel()  # type: ignore[union-attr]
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 2)
+    assert not process.is_alive(pid)

@@ -616,3 +616,12 @@ def test_connect_error_reason_without_a_handler_is_403() -> None:
     assert connect(ws_conn(), demo_endpoint(), BanningSocket, CONFIG) == Refuse(403, "")
 
 
+
+
+def test_a_refused_connect_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="channels_core.socket"):
+        result = socket_module.connect(UserSocket, DemoEndpoint(), "websocket", CONFIG, {"vsn": "2.0.0", "reject": "true"}, {})
+    assert result == "error"
+    assert [r.getMessage() for r in caplog.records if r.name == "channels_core.socket"] == [
+        "refused connection to UserSocket (transport websocket, vsn 2.0.0)"
+    ]
