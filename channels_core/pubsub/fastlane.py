@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from .. import process
+from .. import process, tracing
 from ..message import Broadcast
 from ..process import Pid
 from ..serializers import Serializer, SocketPush
@@ -45,6 +45,9 @@ def fastlane_dispatch(subscribers: Sequence[tuple[Pid, Any]], from_pid: Pid | No
             if pid != from_pid:
                 process.send(pid, message)
         return
+    if tracing.active is not None:
+        tracing.hop("pubsub", "fastlane_dispatch", topic=message.topic, event=message.event,
+                    subscribers=len(subscribers))
     encoded: dict[int, SocketPush] = {}  # id(serializer) -> the frame, encoded once
     send = process.send
     event = message.event

@@ -48,6 +48,8 @@ class PubSub:
     def subscribe(self, topic: str, metadata: Any = None, pid: Pid | None = None) -> None:
         """Subscribe ``pid`` (the calling process by default) to ``topic``."""
         pid = pid if pid is not None else process.current()
+        tracing.hop("pubsub", "PubSub.subscribe", topic=topic,
+                    metadata=None if metadata is None else type(metadata).__name__)
         self._subscribers.setdefault(topic, []).append((pid, metadata))
         topics = self._topics_by_pid.get(pid)
         if topics is None:
