@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
-from . import process
+from . import process, tracing
 from .exceptions import ChannelsError
 from .message import Broadcast, Message, Reply
 from .process import Pid
@@ -115,6 +115,8 @@ def _assert_joined(socket: SocketStruct, function: str) -> SocketStruct:
 def push(socket: SocketStruct, event: str, payload: Any) -> None:
     """Send ``event`` with ``payload`` to this channel's client (a ``dict`` or ``bytes``)."""
     _assert_joined(socket, "push/3")
+    if tracing.active is not None:
+        tracing.hop("channel", "channel.push", event=event)
     message = Message(topic=socket.topic, event=event, payload=payload, join_ref=socket.join_ref)
     process.send(socket.transport_pid, socket.serializer.encode(message))  # type: ignore[arg-type]
 
@@ -139,6 +141,8 @@ def reply(ref: SocketRef, status_payload: str | tuple[str, Any]) -> None:
     ``status_payload`` is a status (``"ok"``) or a ``(status, payload)`` pair.
     """
     status, payload = (status_payload, {}) if isinstance(status_payload, str) else status_payload
+    if tracing.active is not None:
+        tracing.hop("channel", "channel.reply", status=status)
     frame = ref.serializer.encode(
         Reply(topic=ref.topic, status=status, payload=payload, ref=ref.ref, join_ref=ref.join_ref)
     )
@@ -151,6 +155,8 @@ def broadcast(socket: SocketStruct, event: str, payload: Any) -> None:
     This is Phoenix's ``broadcast!``: errors raise, as is Python's way.
     """
     _assert_joined(socket, "broadcast/3")
+    if tracing.active is not None:
+        tracing.hop("channel", "channel.broadcast", event=event)
     message = Broadcast(topic=socket.topic, event=event, payload=payload)  # type: ignore[arg-type]
     socket.pubsub_server.broadcast(socket.topic, message, fastlane_dispatch)
 
@@ -158,6 +164,8 @@ def broadcast(socket: SocketStruct, event: str, payload: Any) -> None:
 def broadcast_from(socket: SocketStruct, event: str, payload: Any) -> None:
     """Broadcast to every subscriber of the topic except this channel's own client."""
     _assert_joined(socket, "broadcast_from/3")
+    if tracing.active is not None:
+        tracing.hop("channel", "channel.broadcast_from", event=event)
     message = Broadcast(topic=socket.topic, event=event, payload=payload)  # type: ignore[arg-type]
     socket.pubsub_server.broadcast_from(
         socket.channel_pid, socket.topic, message, fastlane_dispatch
@@ -167,6 +175,8 @@ def broadcast_from(socket: SocketStruct, event: str, payload: Any) -> None:
 def local_broadcast(socket: SocketStruct, event: str, payload: Any) -> None:
     """Broadcast to the subscribers of the topic on this node only."""
     _assert_joined(socket, "local_broadcast/3")
+    if tracing.active is not None:
+        tracing.hop("channel", "channel.local_broadcast", event=event)
     message = Broadcast(topic=socket.topic, event=event, payload=payload)  # type: ignore[arg-type]
     socket.pubsub_server.local_broadcast(socket.topic, message, fastlane_dispatch)
 
@@ -174,6 +184,8 @@ def local_broadcast(socket: SocketStruct, event: str, payload: Any) -> None:
 def local_broadcast_from(socket: SocketStruct, event: str, payload: Any) -> None:
     """Broadcast to this node's subscribers of the topic, except this channel's client."""
     _assert_joined(socket, "local_broadcast_from/3")
+    if tracing.active is not None:
+        tracing.hop("channel", "channel.local_broadcast_from", event=event)
     message = Broadcast(topic=socket.topic, event=event, payload=payload)  # type: ignore[arg-type]
     socket.pubsub_server.local_broadcast_from(
         socket.channel_pid, socket.topic, message, fastlane_dispatch

@@ -198,11 +198,14 @@ class ChannelServer:
                                                      socket.replace(ref=message.ref)))
             return await self._handle_in(message)
         if isinstance(message, Broadcast) and message.topic == socket.topic:
-            tracing.hop("channel", f"{self._name}.handle_out", event=message.event)
+            if tracing.active is not None:
+                tracing.hop("channel", f"{self._name}.handle_out", event=message.event)
             handle_out = getattr(self.channel, "handle_out", None) or _default_handle_out
             result = await _call(handle_out, message.event, message.payload, socket)
             return await self._result(result, "handle_out")
         if isinstance(message, Down) and message.pid == socket.transport_pid:
+            if tracing.active is not None:
+                tracing.hop("channel_server", "ChannelServer.handle_info:DOWN", reason=_describe(message.reason))
             reason = ("shutdown", "closed") if message.reason == "normal" else message.reason
             return await self._stop(reason)
         if isinstance(message, Close):
@@ -211,13 +214,15 @@ class ChannelServer:
         if handle_info is None:
             logger.warning("%s received unexpected message in handle_info/2: %r", self._name, message)
             return None
-        tracing.hop("channel", f"{self._name}.handle_info", message=_describe(message))
+        if tracing.active is not None:
+            tracing.hop("channel", f"{self._name}.handle_info", message=_describe(message))
         result = await _call(handle_info, message, socket)
         return await self._result(result, "handle_info")
 
     async def _handle_in(self, message: Message) -> Any:
         socket = self.socket.replace(ref=message.ref)  # type: ignore[union-attr]
-        tracing.hop("channel", f"{self._name}.handle_in", event=message.event)
+        if tracing.active is not None:
+            tracing.hop("channel", f"{self._name}.handle_in", event=message.event)
         start = time.perf_counter_ns()
         result = await _call(self.channel.handle_in, message.event, message.payload, socket)
         telemetry.execute(
@@ -272,7 +277,8 @@ class ChannelServer:
                 "for example ('reply', 'ok', socket) or ('reply', ('ok', {}), socket)\n\n"
                 f"got {reply!r}"
             )
-        tracing.hop("channel_server", "ChannelServer.reply", status=status)
+        if tracing.active is not None:
+            tracing.hop("channel_server", "ChannelServer.reply", status=status)
         frame = socket.serializer.encode(  # type: ignore[union-attr]
             Reply(topic=socket.topic, status=status, payload=payload, ref=socket.ref, join_ref=socket.join_ref)
         )
