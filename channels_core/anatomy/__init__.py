@@ -26,12 +26,13 @@ The pieces:
 
 from __future__ import annotations
 
-from .diagrams import dispatch_diagram, process_tree, pubsub_diagram, sequence_diagram
+from .diagrams import Diagram, dispatch_diagram, process_tree, pubsub_diagram, sequence_diagram
 from .source import GrepResult, SourceView, grep, show_source
 from .tracer import Down, Event, Exit, Frame, Hop, Monitor, ProcessInfo, Send, Spawn, Trace, trace
 from .wire import ParsedFrame, WireLog, parse_frame, wire_log
 
 __all__ = [
+    "Diagram",
     "Down",
     "Event",
     "Exit",

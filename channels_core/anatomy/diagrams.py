@@ -62,8 +62,22 @@ def _label(*lines: str, justify: str = "\\n") -> Any:
     return graphviz.nohtml(text)
 
 
-def _digraph(name: str, title: str | None, **graph_attr: str) -> graphviz.Digraph:
-    graph = graphviz.Digraph(name)
+class Diagram(graphviz.Digraph):
+    """A :class:`graphviz.Digraph` that also shows its DOT source as plain text.
+
+    Jupyter displays the SVG; the ``text/plain`` form is the DOT source, which is
+    what a notebook's validation compares: the SVG bytes change with the graphviz
+    release, the DOT source only with the trace.
+    """
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_(include, exclude, **kwargs)
+        bundle["text/plain"] = self.source
+        return bundle
+
+
+def _digraph(name: str, title: str | None, **graph_attr: str) -> Diagram:
+    graph = Diagram(name)
     graph.attr(fontname=FONT, fontsize="11", **graph_attr)
     if title:
         graph.attr(label=_label(title), labelloc="t", fontsize="13")
