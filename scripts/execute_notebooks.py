@@ -26,6 +26,8 @@ def execute(path: Path) -> float:
         notebook, timeout=120, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)  # timestamps would change every run
     nbformat.write(notebook, path)
     return time.perf_counter() - started
 
