@@ -49,7 +49,7 @@ from channels_core.process import Pid, Ref
 from channels_core.server import Server
 from channels_core.socket import SocketState
 
-from conftest import RawClient, seconds
+from helpers import RawClient, seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_DIR = Path(__file__).resolve().parent / "anatomy_golden"
@@ -132,6 +132,7 @@ def _file_line(relative: str, number: int) -> str:
 async def test_join_trace_records_every_layer_in_order(raw_ws: Connect) -> None:
     t, _ = await join_scenario(raw_ws)
     assert_in_order(_steps(t), [
+        ("hop", "adapter", "adapter.handle"),
         ("hop", "endpoint", "DemoEndpoint.__handler__"),
         ("hop", "adapter", "WebSocketHandler.init"),
         ("hop", "transport", "websocket.connect"),
@@ -377,7 +378,7 @@ async def test_summary_and_text_are_deterministic(raw_ws: Connect) -> None:
     t = await boom_scenario(raw_ws)
     summary = t.summary()
     assert summary.splitlines()[1:] == [
-        "  hops: 34 in 8 layers (adapter 5, endpoint 1, transport 3, socket 5, channel_server 2, "
+        "  hops: 35 in 8 layers (adapter 6, endpoint 1, transport 3, socket 5, channel_server 2, "
         "channel 7, serializer 7, pubsub 4)",
         "  process socket#1: running",
         "  process channel room:lobby#1: exit RuntimeError('boom')",
@@ -523,7 +524,11 @@ async def test_sequence_diagram_options(raw_ws: Connect) -> None:
     headers = re.findall(r"\th\d+ \[label=(\w+)", full.source)
     assert headers == ["client", "adapter", "endpoint", "transport", "socket", "channel_server", "channel",
                        "serializer", "pubsub"]
-    assert "1. DemoEndpoint.__handler__" in full.source
+    # The upgrade request reaches the adapter, which asks the endpoint's table and
+    # then runs the connection itself: the endpoint is looked up, not called into.
+    assert re.search(r"r1c0 -> r1c1 \[label=\"1\. adapter\.handle\" arrowhead=normal", full.source)
+    assert re.search(r"r2c1 -> r2c2 \[label=\"2\. DemoEndpoint\.__handler__\" arrowhead=normal", full.source)
+    assert re.search(r"r3c1 \[label=\"3\. WebSocketHandler\.init\"", full.source)
 
     two = sequence_diagram(t, layers={"socket", "channel"})
     assert re.findall(r"\th\d+ \[label=(\w+)", two.source) == ["socket", "channel"]

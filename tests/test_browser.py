@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, seconds
+from helpers import ROOT, seconds
 
 from channels_core.server import Server
 

@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import golden
 from channels_core.exceptions import DecodeError
 from channels_core.server import Server
-from conftest import GOLDEN, seconds
+from helpers import GOLDEN, seconds
 
 TRANSCRIPTS = sorted(GOLDEN.glob("ws_*.jsonl"))
 CASES = [pytest.param(path, id=path.stem) for path in TRANSCRIPTS]

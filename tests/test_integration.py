@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import websockets
-from conftest import RawClient, seconds
+from helpers import RawClient, seconds
 
 from channels_core import process
 from channels_core.channel import Channel, push

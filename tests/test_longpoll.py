@@ -31,7 +31,7 @@ from channels_core.socket import channel
 from channels_core.token import sign, verify
 from channels_core.transports import longpoll
 
-from conftest import GOLDEN, seconds
+from helpers import GOLDEN, seconds
 
 PATH = "/socket/longpoll"
 JSON_TYPE = "application/json; charset=utf-8"

@@ -26,7 +26,7 @@ import pytest
 
 from channels_core.demo.app import SECRET_KEY_BASE, sign_user_token
 from channels_core.server import Server
-from conftest import ROOT, node_available, seconds
+from helpers import ROOT, node_available, seconds
 
 pytestmark = [
     pytest.mark.node,

@@ -47,7 +47,7 @@ from channels_core.pubsub import PubSub, RedisAdapter, default_dispatch
 from channels_core.pubsub.fastlane import Fastlane, fastlane_dispatch
 from channels_core.pubsub.redis import dispatcher_name
 from channels_core.server import Server
-from conftest import ROOT, RawClient, node_available, seconds
+from helpers import ROOT, RawClient, node_available, seconds
 
 REDIS_SERVER = "/usr/bin/redis-server"
 LOGGER = "channels_core.pubsub.redis"

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import GOLDEN
+from helpers import GOLDEN
 from hypothesis import given
 from hypothesis import strategies as st
 

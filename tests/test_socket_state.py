@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from conftest import in_process
+from helpers import in_process
 
 from channels_core import process
 from channels_core import socket as socket_module
