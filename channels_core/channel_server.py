@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,10 @@ from .pubsub.fastlane import Fastlane
 from .socket import SocketClose, SocketStruct
 
 logger = logging.getLogger("channels_core.channel_server")
+
+
+#: Shared by every channel that intercepts nothing: one empty set, not one per join.
+_NO_INTERCEPTS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +69,16 @@ class Close:
 # Socket API
 
 
-async def join(socket: SocketStruct, channel: Any, message: Message, options: Any) -> tuple[Any, ...]:
+async def join(
+    socket: SocketStruct, channel: Any, message: Message, options: Any, *,
+    on_start: Callable[[Pid], None] | None = None,
+) -> tuple[Any, ...]:
     """Start a channel process for ``message.topic`` and wait for its ``join`` to answer.
+
+    ``on_start(pid)``, if given, runs in the caller as soon as the process exists:
+    channel tests monitor it there, so that an exit right after the join reply is
+    still seen with its reason (Phoenix's ``starter`` option serves its channel
+    tests alike).
 
     Returns ``("ok", reply, pid)`` or ``("error", reply)``.
     """
@@ -81,6 +94,8 @@ async def join(socket: SocketStruct, channel: Any, message: Message, options: An
     ref = process.make_ref()
     tracing.hop("channel_server", "channel_server.join", topic=message.topic)
     pid = supervisor.start_child(_run, channel, reply_to, role=f"channel {message.topic}")
+    if on_start is not None:
+        on_start(pid)
     # The process exists before join runs: that is what lets join send itself messages.
     process.send(pid, JoinRequest(message.payload, reply_to, ref, socket))
     monitor = process.monitor(pid)
@@ -167,7 +182,7 @@ class ChannelServer:
         """Watch the transport, and subscribe to the topic with fastlane metadata."""
         tracing.hop("channel_server", "ChannelServer.init_join", topic=socket.topic)
         self._transport_monitor = process.monitor(socket.transport_pid)  # type: ignore[arg-type]
-        intercepts = frozenset(getattr(self.channel, "intercept", ()) or ())
+        intercepts = frozenset(getattr(self.channel, "intercept", ()) or ()) or _NO_INTERCEPTS
         fastlane = Fastlane(socket.transport_pid, socket.serializer, intercepts)  # type: ignore[arg-type]
         socket.pubsub_server.subscribe(socket.topic, fastlane)
         return socket.replace(joined=True)

@@ -13,12 +13,61 @@ table falls through to ordinary HTTP (``"plug"``), as in Phoenix.
 An endpoint *instance* is the running application: an ASGI app (see
 :mod:`channels_core.adapter`) with its own PubSub and channel supervisor, so two
 instances in one Python process behave as two nodes.
+
+Mounting inside another ASGI application
+----------------------------------------
+
+A Phoenix endpoint is the whole application. A Python endpoint can be that too
+(``python -m channels_core serve``), or one part of a Starlette or FastAPI
+application, sharing its server and its lifespan::
+
+    endpoint = ChatEndpoint()             # declares socket("/", ChatSocket)
+    app = Starlette(
+        routes=[Route("/api/rooms/{room}/messages", post_message, methods=["POST"]),
+                Mount("/socket", app=endpoint)],
+        lifespan=endpoint.lifespan,
+    )
+    # phoenix.js: new Socket("/socket") -> /socket/websocket
+
+**Paths are relative to the mount point**, as every mounted ASGI app's routes are.
+The dispatch table keys are the paths *under* the endpoint: served alone they are
+full request paths (``/socket/websocket``); mounted at ``/socket``, an endpoint
+that declares ``socket("/", ...)`` serves ``/socket/websocket``, and one that
+declares ``socket("/socket", ...)`` would serve ``/socket/socket/websocket``. So
+the same endpoint class can be mounted anywhere without editing its declarations.
+The host tells the endpoint where it is mounted through ASGI's ``root_path``;
+servers and frameworks disagree on whether ``path`` then still carries that
+prefix (Starlette 0.33 and later keep it, older versions and some proxies strip
+it), so the adapter accepts both, by the rule Starlette's own ``get_route_path``
+uses: a ``path`` that starts with ``root_path`` has it removed, any other
+``path`` is already relative (see :func:`channels_core.adapter.mount_paths`).
+``connect_info["uri"]`` still names the full URL the client asked for.
+
+**Lifespan.** Starlette's ``Mount`` does not forward lifespan events to the app
+it mounts, so the endpoint never hears the server start or stop. Two ways cover
+it: hand :meth:`Endpoint.lifespan` to the host (``lifespan=endpoint.lifespan``,
+or ``async with endpoint.lifespan():`` inside the host's own lifespan), which
+starts the PubSub before the first request and, at shutdown, stops every
+long-poll session and the PubSub; or do nothing and let the first request start
+the endpoint (every request calls :meth:`Endpoint.startup`, which is idempotent
+and safe when several first requests race), in which case the host should still
+``await endpoint.shutdown()`` when it stops.
+
+**PubSub from HTTP handlers.** :meth:`Endpoint.broadcast` needs no process and
+no connection: an ordinary request handler can call
+``endpoint.broadcast("room:lobby", "new_msg", {...})`` and every client joined to
+the topic, on every node, receives it.
+
+``examples/starlette_chat/app.py`` puts the three together, and
+``tests/test_asgi_mount.py`` runs it under uvicorn and hypercorn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, NamedTuple
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from . import tracing
 from .message import Broadcast
@@ -32,6 +81,10 @@ from .transports.transport import (
     TransportConfig,
     load_config,
 )
+
+if TYPE_CHECKING:
+    from .process import Pid
+    from .socket import SocketState
 
 __all__ = ["Dispatch", "Endpoint", "SocketDeclaration", "socket"]
 
@@ -163,6 +216,10 @@ class Endpoint:
         self.secret_key_base = secret_key_base
         self.plug = plug
         self.started = False
+        # Set while startup runs, so that requests racing to start us wait for it.
+        self._starting: asyncio.Future[None] | None = None
+        # transport pid -> SocketState, kept by SocketState.init and terminate.
+        self._connections: dict[Pid, SocketState] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         from .adapter import handle  # the adapter imports transports that import us
@@ -170,10 +227,25 @@ class Endpoint:
         await handle(self, scope, receive, send)
 
     async def startup(self) -> None:
-        """Start what the endpoint owns (PubSub and its adapter); idempotent."""
-        if not self.started:
-            await self.pubsub.start()
-            self.started = True
+        """Start what the endpoint owns (PubSub and its adapter); idempotent.
+
+        Every request calls this (a mounted endpoint hears no lifespan events), so
+        the first requests may race here: only one starts the PubSub, the others
+        wait for it. A start that fails is tried again by the next request.
+        """
+        while not self.started:
+            starting = self._starting
+            if starting is not None:
+                # Shielded: a waiting request that is cancelled must not cancel the start.
+                await asyncio.shield(starting)
+                continue
+            self._starting = starting = asyncio.get_running_loop().create_future()
+            try:
+                await self.pubsub.start()
+                self.started = True
+            finally:
+                self._starting = None
+                starting.set_result(None)
 
     async def shutdown(self) -> None:
         """Stop what :meth:`startup` started."""
@@ -183,6 +255,35 @@ class Endpoint:
             # does; with no connection to close, they must be stopped by name.
             await longpoll.shutdown(self)
             await self.pubsub.stop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Start the endpoint on entry and shut it down on exit.
+
+        Shaped as Starlette's ``lifespan=`` wants it (a callable taking the host app
+        and returning an async context manager), so a host that mounts the endpoint
+        can pass ``lifespan=endpoint.lifespan``; a host with a lifespan of its own
+        nests ``async with endpoint.lifespan():`` inside it.
+        """
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    # Introspection
+
+    def connections(self) -> dict[Pid, SocketState]:
+        """The live connections: each transport process's pid → its :class:`~channels_core.socket.SocketState`.
+
+        Phoenix answers the same question with ``Phoenix.Debug.list_sockets/0``
+        and ``list_channels/1``; here a connection's state is one dict lookup away,
+        with its topic map (``channels``) and the inverse (``channels_inverse``).
+        Both transports are listed: a WebSocket's connection process and a
+        long-poll session's process. The dict is a snapshot, for looking at: the
+        states belong to their transport processes, which alone change them.
+        """
+        return dict(self._connections)
 
     # PubSub helpers, as on a Phoenix endpoint
 

@@ -124,16 +124,30 @@ class Process:
     :func:`receive` and :func:`monitor`, as Erlang code does.
     """
 
+    # Slots, not a __dict__: a server keeps two processes per joined topic alive, and
+    # thousands of small dicts are memory, and work for the garbage collector.
+    __slots__ = ("pid", "mailbox", "task", "exit_reason", "fast_receiver", "max_mailbox", "on_mailbox_full",
+                 "_monitored_by", "_monitoring", "_waiter", "_kill_reason", "_exit_hooks")
+
     # Public attributes
 
     pid: Pid
     mailbox: deque[Any]
     """Messages not received yet, oldest first."""
+    fast_receiver: Callable[[Any], bool] | None
+    """Takes a message at once, in the sender's call, when the mailbox is empty; see :meth:`_deliver`."""
+    max_mailbox: int | None
+    """How many messages may wait; None (the default, and Erlang's only way) for no bound."""
+    on_mailbox_full: Callable[[Pid], None] | None
+    """Called, once, with the pid when a message finds ``max_mailbox`` waiting; see :meth:`_deliver`."""
 
     def __init__(self, role: str) -> None:
         self.pid = Pid(next(_pid_counter), role)
         self.mailbox = deque()
         self.task: asyncio.Task[None] | None = None
+        self.fast_receiver = None
+        self.max_mailbox = None
+        self.on_mailbox_full = None
         self.exit_reason: Any = None
         # ref -> the pid that asked to be told when we exit
         self._monitored_by: dict[Ref, Pid] = {}
@@ -146,10 +160,34 @@ class Process:
     # Private methods
 
     def _deliver(self, message: Any) -> None:
+        # The one shortcut in the process model. A process whose whole job for some
+        # messages is to pass them on (a transport writing frames to its client) may
+        # set a fast receiver: while nothing waits in its mailbox it is offered each
+        # message first, in the sender's own call, and returns True if it took it.
+        # Order is kept: a message is only ever taken this way when every message
+        # sent before it has been handled already (the mailbox is empty, and the
+        # receiver itself declines while it is busy with one). Anything declined
+        # goes to the mailbox, as always.
+        receiver = self.fast_receiver
+        if receiver is not None and not self.mailbox and receiver(message):
+            return
+        if self.max_mailbox is not None and len(self.mailbox) >= self.max_mailbox:
+            self._mailbox_full()  # a bounded mailbox drops what does not fit
+            return
         self.mailbox.append(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _mailbox_full(self) -> None:
+        # A bound Erlang does not put on mailboxes, and the one way here to stop a process
+        # that cannot keep up from holding ever more: a transport whose client stopped
+        # reading waits in its write, and cannot police its own mailbox meanwhile. Like
+        # Erlang's max_heap_size flag, the runtime enforces it on the process's behalf:
+        # the message is dropped, and the owner is told (once) to end the process.
+        hook, self.on_mailbox_full = self.on_mailbox_full, None
+        if hook is not None:
+            hook(self.pid)
 
     async def _run(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         _current.set(self)
@@ -176,6 +214,7 @@ class Process:
 
     def _exit(self, reason: Any) -> None:
         self.exit_reason = reason
+        self.fast_receiver = self.on_mailbox_full = None
         _registry.pop(self.pid, None)
         if tracing.active is not None:
             tracing.active.process_exit(self.pid, reason)

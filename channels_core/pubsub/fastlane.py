@@ -38,8 +38,16 @@ class Fastlane(NamedTuple):
     intercepts: frozenset[str]
 
 
+#: True while :func:`fastlane_dispatch` hands out a broadcast's frames. A transport
+#: that writes frames from the sender's own call (channels_core.adapter) then lets
+#: them wait for the event loop's next turn, so that a burst of broadcasts reaches
+#: each client in one write; a reply or a push, sent on its own, goes out at once.
+dispatching = False
+
+
 def fastlane_dispatch(subscribers: Sequence[tuple[Pid, Any]], from_pid: Pid | None, message: Any) -> None:
     """Deliver a :class:`Broadcast` to channel subscribers the fast way."""
+    global dispatching
     if not isinstance(message, Broadcast):
         for pid, _metadata in subscribers:
             if pid != from_pid:
@@ -51,16 +59,20 @@ def fastlane_dispatch(subscribers: Sequence[tuple[Pid, Any]], from_pid: Pid | No
     encoded: dict[int, SocketPush] = {}  # id(serializer) -> the frame, encoded once
     send = process.send
     event = message.event
-    for pid, metadata in subscribers:
-        if pid == from_pid:
-            continue
-        if not isinstance(metadata, Fastlane):
-            send(pid, message)
-        elif event in metadata.intercepts:
-            send(pid, message)
-        else:
-            key = id(metadata.serializer)
-            frame = encoded.get(key)
-            if frame is None:
-                frame = encoded[key] = metadata.serializer.fastlane(message)
-            send(metadata.transport_pid, frame)
+    dispatching = True
+    try:
+        for pid, metadata in subscribers:
+            if pid == from_pid:
+                continue
+            if not isinstance(metadata, Fastlane):
+                send(pid, message)
+            elif event in metadata.intercepts:
+                send(pid, message)
+            else:
+                key = id(metadata.serializer)
+                frame = encoded.get(key)
+                if frame is None:
+                    frame = encoded[key] = metadata.serializer.fastlane(message)
+                send(metadata.transport_pid, frame)
+    finally:
+        dispatching = False

@@ -88,6 +88,9 @@ AUTH_TOKEN_HEADER = "x-phoenix-authtoken"
 NDJSON = "application/x-ndjson"
 #: At most this many frames of one batched POST are handled; phoenix.js sends no more.
 MAX_POLL_BATCH_SIZE = 100
+#: The largest request body read, in bytes: Plug's ``read_body`` default, which Phoenix
+#: relies on. The adapter answers a larger one with a 400 before any of this runs.
+MAX_BODY_SIZE = 8_000_000
 #: A secondary guard on one base64 line; the request body is capped before it.
 MAX_BASE64_SIZE = 10_000_000
 
@@ -489,6 +492,8 @@ class LongPollServer:
         client: The poll waiting for frames, as ``(pid, ref)``, or None.
         idle_timeout: Seconds without a poll after which the session ends:
             one and a half ``window_ms``, as in Phoenix.
+        max_queue: How many frames the buffer may hold; one more ends the session
+            (the transport's ``max_queue``; Phoenix has no such bound).
     """
 
     def __init__(self, state: SocketState, config: TransportConfig, connection_id: str) -> None:
@@ -497,6 +502,7 @@ class LongPollServer:
         self.buffer: list[SocketPush] = []
         self.client: tuple[Pid, Ref] | None = None
         self.idle_timeout = int(config.window_ms * 1.5) / 1000
+        self.max_queue = config.max_queue
         self._last_client_poll = 0.0
 
     async def run(self) -> Any:
@@ -545,7 +551,7 @@ class LongPollServer:
                 return action.reason
             process.send(message.client, Ack(message.ref, "ok"))
             if action is not None:
-                self._publish(action)
+                return self._publish(action)
             return None
         if isinstance(message, Subscribe):
             process.send(message.client, Subscribed(message.ref))
@@ -568,10 +574,17 @@ class LongPollServer:
         if isinstance(action, Stop):
             return action.reason
         if action is not None:
-            self._publish(action)
+            return self._publish(action)
         return None
 
-    def _publish(self, frame: SocketPush) -> None:
+    def _publish(self, frame: SocketPush) -> Any:
+        """Keep ``frame`` for the next poll; return an exit reason if the buffer is full."""
+        if self.max_queue is not None and len(self.buffer) >= self.max_queue:
+            # The client polls too seldom for what it is sent (or not at all, for up to
+            # 1.5 window_ms): stop holding ever more for it. Its next poll gets a 410.
+            logger.warning("x long-poll session %s ended: %d frames wait for its next poll (max_queue)",
+                           self.connection_id, self.max_queue)
+            return ("shutdown", "slow_consumer")
         if self.client is not None:
             client, ref = self.client
             process.send(client, NowAvailable(ref))

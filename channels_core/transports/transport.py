@@ -14,6 +14,8 @@ the :class:`SocketHandler` protocol: ``init``, ``handle_in``, ``handle_info`` an
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -90,6 +92,11 @@ class TransportConfig:
         max_frame_size: Largest frame accepted, in bytes; None for no limit.
         subprotocols: WebSocket subprotocols to accept, or None.
         auth_token: Accept phoenix.js's ``authToken`` sent as a subprotocol.
+        max_channels_per_transport: How many topics one connection may join at once.
+        max_queue: How many messages may wait for a connection's process, frames on
+            their way to a client that is not reading above all; one more closes the
+            connection (WebSocket: close 1013) or ends the long-poll session. None for
+            no bound. Phoenix has none: this is ours.
         window_ms: LongPoll: how long a poll is held open when there is nothing to send.
         pubsub_timeout_ms: LongPoll: how long a POST waits for its session.
         crypto_max_age: LongPoll: seconds a session token is valid.
@@ -107,6 +114,7 @@ class TransportConfig:
     subprotocols: tuple[str, ...] | None = None
     auth_token: bool = False
     max_channels_per_transport: int = 100
+    max_queue: int | None = 1000
     window_ms: int = 10_000
     pubsub_timeout_ms: int = 2_000
     crypto_max_age: int = 1_209_600
@@ -152,6 +160,7 @@ def load_config(options: bool | dict[str, Any], defaults: TransportConfig) -> Tr
 # Versions
 
 
+@functools.lru_cache(maxsize=64)  # clients send the same few versions; bounded, since they choose them
 def version_matches(vsn: str, requirement: str) -> bool:
     """Elixir's ``Version.match?`` for the ``~>`` and ``==`` forms serializers use.
 
@@ -171,6 +180,7 @@ def version_matches(vsn: str, requirement: str) -> bool:
     return version >= lower and list(version[: len(prefix)]) == prefix
 
 
+@functools.lru_cache(maxsize=64)
 def _parse_version(vsn: str) -> tuple[int, int, int] | None:
     match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", vsn)
     return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
