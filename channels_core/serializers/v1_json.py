@@ -9,24 +9,15 @@ a topic from the next. That gap is why V2 exists. A ``vsn`` of ``1.0.0``, or no
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .. import tracing
 from ..exceptions import DecodeError, EncodeError
 from ..message import Broadcast, Message, Reply
-from .serializer import Opcode, SocketPush
+from .serializer import Opcode, SocketPush, decode_json, encode_json
 
 _REQUIRED_KEYS = ("topic", "event", "payload", "ref")
 _BINARY_REFUSED = "v1 frames cannot carry a binary payload; connect with vsn=2.0.0"
-
-
-def _dumps(value: Any) -> str:
-    # allow_nan=False: NaN is not JSON, and a client's JSON.parse would throw on it.
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise EncodeError(f"payload is not JSON-encodable: {exc}") from exc
 
 
 class V1JSONSerializer:
@@ -57,10 +48,7 @@ class V1JSONSerializer:
     def decode(self, data: str | bytes, opcode: Opcode) -> Message:
         # Like Phoenix's V1 serializer, the opcode is not looked at: a binary frame
         # holding a JSON object is decoded just the same.
-        try:
-            fields = json.loads(data)
-        except ValueError as exc:
-            raise DecodeError(f"v1 frame is not valid JSON: {exc}") from exc
+        fields = decode_json(data, "v1 frame")
         if not isinstance(fields, dict):
             raise DecodeError(f"v1 frame must be a JSON object, got {type(fields).__name__}")
         missing = [key for key in _REQUIRED_KEYS if key not in fields]
@@ -81,4 +69,4 @@ class V1JSONSerializer:
             raise EncodeError(_BINARY_REFUSED)
         # Keys in sorted order, as Phoenix writes them, so frames read alike.
         fields = {"event": event, "payload": payload, "ref": ref, "topic": topic}
-        return SocketPush("text", _dumps(fields))
+        return SocketPush("text", encode_json(fields))

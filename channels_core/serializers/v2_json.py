@@ -19,27 +19,18 @@ Each size is one byte, so each field is at most 255 bytes.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .. import tracing
 from ..exceptions import DecodeError, EncodeError
 from ..message import Broadcast, Message, Reply
-from .serializer import Opcode, SocketPush
+from .serializer import Opcode, SocketPush, decode_json, encode_json
 
 PUSH = 0
 REPLY = 1
 BROADCAST = 2
 
 MAX_FIELD_SIZE = 255
-
-
-def _dumps(value: Any) -> str:
-    # allow_nan=False: NaN is not JSON, and a client's JSON.parse would throw on it.
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise EncodeError(f"payload is not JSON-encodable: {exc}") from exc
 
 
 def _field(value: Any, kind: str) -> bytes:
@@ -72,7 +63,7 @@ class V2JSONSerializer:
             return SocketPush("binary", header + topic + event + payload)
         if not isinstance(payload, dict):
             raise EncodeError(f"expected broadcast payload to be a map, got {payload!r}")
-        return SocketPush("text", _dumps([None, None, broadcast.topic, broadcast.event, payload]))
+        return SocketPush("text", encode_json([None, None, broadcast.topic, broadcast.event, payload]))
 
     def encode(self, message: Message | Reply) -> SocketPush:
         if tracing.active is not None:
@@ -91,15 +82,12 @@ class V2JSONSerializer:
         if not isinstance(payload, dict):
             raise EncodeError(f"expected payload to be a map, got {payload!r}")
         fields = [message.join_ref, message.ref, message.topic, message.event, payload]
-        return SocketPush("text", _dumps(fields))
+        return SocketPush("text", encode_json(fields))
 
     def decode(self, data: str | bytes, opcode: Opcode) -> Message:
         if opcode == "binary":
             return self._decode_binary(bytes(data) if not isinstance(data, bytes) else data)
-        try:
-            fields = json.loads(data)
-        except ValueError as exc:
-            raise DecodeError(f"v2 text frame is not valid JSON: {exc}") from exc
+        fields = decode_json(data, "v2 text frame")
         if not isinstance(fields, list) or len(fields) < 5:
             got = f"{len(fields)} elements" if isinstance(fields, list) else type(fields).__name__
             raise DecodeError(
@@ -126,7 +114,7 @@ class V2JSONSerializer:
             "phx_reply",
             {"response": payload, "status": reply.status},
         ]
-        return SocketPush("text", _dumps(fields))
+        return SocketPush("text", encode_json(fields))
 
     def _decode_binary(self, data: bytes) -> Message:
         if len(data) < 5:
