@@ -15,6 +15,7 @@ channel                :mod:`~channels_core.channel`               Phoenix.Chann
 channel process        :mod:`~channels_core.channel_server`        Phoenix.Channel.Server
 serializers            :mod:`~channels_core.serializers`           Phoenix.Socket.V*.JSONSerializer
 pubsub                 :mod:`~channels_core.pubsub`                Phoenix.PubSub
+presence               :mod:`~channels_core.presence`              Phoenix.Presence
 processes              :mod:`~channels_core.process`               the BEAM
 =====================  ==========================================  =====================
 

@@ -11,11 +11,15 @@ import functools
 import json
 import os
 import shutil
+import socket as std_socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 import websockets
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from channels_core import process
 
@@ -116,3 +120,80 @@ def in_process(test: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[A
         return await run_in_process(test, *args, **kwargs)
 
     return wrapper
+
+
+# A real redis-server, for the tests of several nodes
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with std_socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
+    """Poll ``check`` until it is true: for state outside this process, which sends no event."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds(timeout)
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class RedisServer:
+    """One ``redis-server`` child process, which can be stopped and started again on its port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+        self.admin: aioredis.Redis | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        self.admin = aioredis.Redis(
+            host="127.0.0.1", port=self.port, client_name="test-admin",
+            retry=Retry(NoBackoff(), 0), decode_responses=True,
+        )
+
+        async def answers_ping() -> bool:
+            assert self.process is not None and self.admin is not None
+            if self.process.returncode is not None:
+                raise RuntimeError(f"redis-server exited with status {self.process.returncode} on port {self.port}")
+            try:
+                return bool(await self.admin.ping())
+            except (aioredis.ConnectionError, OSError):
+                return False
+
+        await wait_until(answers_ping, f"redis-server on port {self.port} to answer PING")
+
+    async def stop(self) -> None:
+        if self.admin is not None:
+            await self.admin.aclose()
+            self.admin = None
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await asyncio.wait_for(self.process.wait(), seconds(5))
+        self.process = None
+
+    async def node_clients(self) -> list[str]:
+        """The names of the nodes' connections (``channels_core:<node>``), sorted."""
+        assert self.admin is not None
+        return sorted(c["name"] for c in await self.admin.client_list() if c["name"].startswith("channels_core:"))
+
+    async def wait_node_clients(self, expected: list[str]) -> None:
+        async def matches() -> bool:
+            return await self.node_clients() == sorted(expected)
+
+        await wait_until(matches, f"CLIENT LIST to show {expected}")

@@ -1,9 +1,11 @@
-"""The demo chat page in a real browser: two tabs, one room, one message.
+"""The demo chat page in a real browser: two tabs, one room, one message, who is online.
 
 pytest starts the demo app on a real server; ``tests/js/chat_browser.js`` drives
 Debian's headless chromium through playwright-core: it opens the page in two
-browser contexts, joins ``room:lobby`` in each through the page's form, sends a
-message from the first and waits for it in the second. It prints what each tab
+browser contexts, joins ``room:lobby`` in each through the page's form, waits
+until each tab's online list (phoenix.js's ``Presence``, fed by the server's
+``presence_state`` and ``presence_diff``) names both users, sends a message from
+the first and waits for it in the second. It prints what each tab
 shows as JSON and saves a screenshot of the second tab to ``artifacts/chat.png``.
 
 The page talks to the server only through the official phoenix.js, served by the
@@ -78,6 +80,8 @@ async def test_a_message_sent_in_one_tab_shows_in_both(demo_server: Server) -> N
         line,
     ]
     for tab in ("tab1", "tab2"):
+        # Both tabs list both users: each tab is tracked under its user_id.
+        assert result[tab]["online"] == ["alice", "bob"]
         assert result[tab]["status"] == "joined room:lobby"
         assert result[tab]["joined"] == "room:lobby"
         assert result[tab]["inputDisabled"] is False

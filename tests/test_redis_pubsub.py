@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import socket as std_socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,8 +34,6 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import websockets
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from channels_core import process
 from channels_core.__main__ import main as cli_main
@@ -47,9 +44,8 @@ from channels_core.pubsub import PubSub, RedisAdapter, default_dispatch
 from channels_core.pubsub.fastlane import Fastlane, fastlane_dispatch
 from channels_core.pubsub.redis import dispatcher_name
 from channels_core.server import Server
-from helpers import ROOT, RawClient, node_available, seconds
+from helpers import REDIS_SERVER, ROOT, RawClient, RedisServer, free_port, node_available, seconds, wait_until
 
-REDIS_SERVER = "/usr/bin/redis-server"
 LOGGER = "channels_core.pubsub.redis"
 TOPIC = "room:lobby"
 CHANNEL = "channels_core"
@@ -60,79 +56,7 @@ pytestmark = [
 ]
 
 
-# A real redis-server, started and stopped by the test
-
-
-def free_port() -> int:
-    with std_socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
-    """Poll ``check`` until it is true: for state outside this process, which sends no event."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds(timeout)
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-class RedisServer:
-    """One ``redis-server`` child process, which can be stopped and started again on its port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: asyncio.subprocess.Process | None = None
-        self.admin: aioredis.Redis | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )
-        self.admin = aioredis.Redis(
-            host="127.0.0.1", port=self.port, client_name="test-admin",
-            retry=Retry(NoBackoff(), 0), decode_responses=True,
-        )
-
-        async def answers_ping() -> bool:
-            assert self.process is not None and self.admin is not None
-            if self.process.returncode is not None:
-                raise RuntimeError(f"redis-server exited with status {self.process.returncode} on port {self.port}")
-            try:
-                return bool(await self.admin.ping())
-            except (aioredis.ConnectionError, OSError):
-                return False
-
-        await wait_until(answers_ping, f"redis-server on port {self.port} to answer PING")
-
-    async def stop(self) -> None:
-        if self.admin is not None:
-            await self.admin.aclose()
-            self.admin = None
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), seconds(5))
-        self.process = None
-
-    async def node_clients(self) -> list[str]:
-        """The names of the nodes' connections (``channels_core:<node>``), sorted."""
-        assert self.admin is not None
-        return sorted(c["name"] for c in await self.admin.client_list() if c["name"].startswith("channels_core:"))
-
-    async def wait_node_clients(self, expected: list[str]) -> None:
-        async def matches() -> bool:
-            return await self.node_clients() == sorted(expected)
-
-        await wait_until(matches, f"CLIENT LIST to show {expected}")
+# A real redis-server (tests/helpers.py), started and stopped by the test
 
 
 @pytest.fixture
@@ -519,6 +443,7 @@ async def test_a_trace_shows_the_hop_through_redis(
     hops = [(hop.function, hop.detail) for hop in recorded.hops("pubsub") if hop.function.startswith("RedisAdapter")]
     assert hops == [
         ("RedisAdapter.broadcast", {"topic": TOPIC, "node": "a"}),
+        ("RedisAdapter.publish", {"channel": CHANNEL, "broadcasts": 1, "node": "a"}),
         ("RedisAdapter.receive", {"topic": TOPIC, "sender": "a", "node": "b"}),
     ]
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from typing import Any
 
 from .. import process
 from ..channel import Channel, broadcast, push
 from ..endpoint import Endpoint, socket
 from ..exceptions import TokenError
+from ..presence import Presence
 from ..pubsub import PubSub
 from ..socket import Socket, SocketStruct, assign, channel
 from ..token import sign, verify
@@ -37,6 +40,15 @@ def _ping_or_bench(event: str, payload: Any, socket: SocketStruct) -> tuple[Any,
     return None
 
 
+def _track_presence(socket: SocketStruct) -> None:
+    """Put this channel on its room's online list, and send the client the whole list."""
+    presence = socket.endpoint.presence
+    presence.start()  # the first presence-enabled join on this node starts the tracker
+    key = socket.assigns.get("user_id") or f"anonymous-{secrets.token_hex(4)}"
+    presence.track(socket, key, {"online_at": int(time.time())})
+    push(socket, "presence_state", presence.list(socket))
+
+
 class RoomChannel(Channel):
     """``room:*``: join, chat, and the reference app's test events."""
 
@@ -56,6 +68,8 @@ class RoomChannel(Channel):
             # A payload that is not an object crashes here, as `"str"["user"]` does in Elixir.
             broadcast(socket, "user_entered", {"user": payload.get("user")})
             push(socket, "joined", {"status": "connected", **socket.assigns})
+            if payload.get("presence") is True:
+                _track_presence(socket)
         return ("noreply", socket)
 
     def handle_in(self, event: str, payload: Any, socket: SocketStruct) -> tuple[Any, ...]:
@@ -132,7 +146,26 @@ class DemoEndpoint(Endpoint):
         ),
     ]
 
+    def __init__(self, *, presence_options: dict[str, Any] | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        #: Who is online in each room; started by the first join that asks for it.
+        self.presence = Presence(self.pubsub, **(presence_options or {}))
 
-def create_app(*, pubsub: PubSub | None = None, endpoint_class: type[DemoEndpoint] = DemoEndpoint) -> DemoEndpoint:
-    """A ready-to-serve demo endpoint, with the chat page for every other path."""
-    return endpoint_class(pubsub=pubsub, secret_key_base=SECRET_KEY_BASE, plug=pages)
+    async def shutdown(self) -> None:
+        await self.presence.stop()
+        await super().shutdown()
+
+
+def create_app(
+    *,
+    pubsub: PubSub | None = None,
+    endpoint_class: type[DemoEndpoint] = DemoEndpoint,
+    presence_options: dict[str, Any] | None = None,
+) -> DemoEndpoint:
+    """A ready-to-serve demo endpoint, with the chat page for every other path.
+
+    ``presence_options`` go to its :class:`~channels_core.presence.Presence`
+    (``broadcast_period``, ``down_period``, ``make_ref``).
+    """
+    return endpoint_class(pubsub=pubsub, secret_key_base=SECRET_KEY_BASE, plug=pages,
+                          presence_options=presence_options)

@@ -386,6 +386,8 @@ class RedisAdapter:
         if not self._connected.is_set():
             self.dropped += len(batch)  # queued before the outage was noticed
             return
+        if tracing.active is not None:
+            tracing.hop("pubsub", "RedisAdapter.publish", channel=self.channel, broadcasts=len(batch), node=self._name)
         try:
             if len(batch) == 1:
                 results: list[Any] = [await client.publish(self.channel, batch[0])]

@@ -6,7 +6,8 @@
  *
  * Drives Debian's chromium (never a downloaded browser) through playwright-core.
  * Each tab is its own browser context, so the two share nothing but the server.
- * Both join room:lobby through the page's form; tab 1 ("alice") sends `message`;
+ * Both join room:lobby through the page's form, and wait until each tab's online
+ * list (phoenix.js's Presence) shows both; tab 1 ("alice") sends `message`;
  * the script waits until it shows in both tabs, saves a screenshot of tab 2, and
  * prints one JSON object with what each tab shows. tests/test_browser.py starts
  * the server and asserts on that object.
@@ -56,13 +57,23 @@ function waitForLine(page, text){
   )
 }
 
-/** What a tab shows: status line, message lines, and the message form's state. */
+/** Wait until the tab's online list is exactly `names`, in order. */
+function waitForOnline(page, names){
+  return page.waitForFunction(
+    expected => JSON.stringify(Array.from(document.querySelectorAll("#online li")).map(li => li.textContent))
+      === JSON.stringify(expected),
+    names,
+  )
+}
+
+/** What a tab shows: status line, message lines, online list, and the message form's state. */
 function snapshot(tab){
   return tab.page.evaluate(() => ({
     status: document.getElementById("status").textContent,
     joined: document.body.dataset.joined || null,
     messages: Array.from(document.querySelectorAll("#messages li"))
       .map(li => ({text: li.textContent, system: li.classList.contains("system")})),
+    online: Array.from(document.querySelectorAll("#online li")).map(li => li.textContent),
     input: document.getElementById("message").value,
     inputDisabled: document.getElementById("message").disabled,
   })).then(state => ({...state, errors: tab.errors}))
@@ -76,6 +87,8 @@ async function main(){
   try {
     const alice = await openTab(browser, "alice")
     const bob = await openTab(browser, "bob")
+    await waitForOnline(alice.page, ["alice", "bob"])
+    await waitForOnline(bob.page, ["alice", "bob"])
 
     await alice.page.fill("#message", message)
     await alice.page.click("#send")
