@@ -226,6 +226,18 @@ async def test_process_events_name_processes_by_role(raw_ws: Connect) -> None:
         t.pid("socket#9")
 
 
+async def test_name_gives_live_pids_and_refs_the_trace_names(raw_ws: Connect, demo_server: Server) -> None:
+    t, _ = await join_scenario(raw_ws)
+    state = demo_server.app.connections()[t.pid("socket#1")]
+    entry = state.channels["room:lobby"]
+    assert t.name(entry.pid) == "channel room:lobby#1"
+    # The socket's monitor ref never appeared in the trace: it gets the next number, stably.
+    first = t.name(entry.monitor)
+    assert re.fullmatch(r"r\d+", first) and t.name(entry.monitor) == first
+    assert t.name(Ref(-1)) == f"r{int(first[1:]) + 1}"
+    assert t.name(Pid(-1, "socket")) == "socket#2"
+
+
 async def test_crash_trace_records_exit_and_down(raw_ws: Connect, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="channels_core.channel_server")
     t = await boom_scenario(raw_ws)

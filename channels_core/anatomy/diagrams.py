@@ -137,7 +137,10 @@ FILE_LAYERS = {
 
 #: Layers that are called and return (pure functions, tables): control goes back
 #: to the caller's layer after them.
-LEAF_LAYERS = frozenset({"serializer", "pubsub"})
+LEAF_LAYERS = frozenset({"endpoint", "serializer", "pubsub"})
+
+#: The hop the adapter reports for every request it is handed: an arrow from the client.
+REQUEST_HOP = "adapter.handle"
 
 
 def _file_layer(where: str | None) -> str | None:
@@ -200,8 +203,10 @@ def _layer_steps(
                     woken[here] = home[here]
             if here in woken:
                 last[here] = woken.pop(here)  # type: ignore[arg-type]
-            if layer == "endpoint":
-                source = "client"  # every dispatch answers a request from a client
+            if event.function == REQUEST_HOP:
+                source = "client"  # an HTTP request or a WebSocket upgrade arrives
+            elif layer == "endpoint":
+                source = caller or "client"  # the dispatch table answers whoever asked
             elif reporter is not None and reporter != layer:
                 source = reporter
             elif last.get(here) == layer:
@@ -219,8 +224,11 @@ def _layer_steps(
             if emit:
                 steps.append(_Step(source, layer, _hop_text(event, details), "hop"))
         elif isinstance(event, Spawn):
+            # A spawned process starts where its parent is. An adopted one is a task
+            # that was already running in its own layer (the adapter, for a
+            # connection): it starts where its first hop says it is.
             origin = last.get(event.parent)
-            if origin is not None:
+            if origin is not None and not event.adopted:
                 last[event.pid] = origin
         elif isinstance(event, Send):
             origin = _file_layer(event.where) or last.get(event.sender)
@@ -448,8 +456,9 @@ def process_tree(trace: Trace, *, title: str | None = None) -> graphviz.Digraph:
         key = f"{kind}:{via}"
         if key not in roots:
             node = roots[key] = f"root{len(roots) + 1}"
-            if kind == "supervisor":
-                graph.node(node, _label("PoolSupervisor", "(channel supervisor)"), shape="box",
+            if kind in ("supervisor", "longpoll supervisor"):
+                what = "(channel supervisor)" if kind == "supervisor" else "(long-poll sessions)"
+                graph.node(node, _label("PoolSupervisor", what), shape="box",
                            style="filled", fillcolor="#eceff1", color="#455a64")
             elif kind == "adopted":
                 graph.node(node, _label("server connection task", f"(adopted in {via})"),
@@ -478,7 +487,9 @@ def process_tree(trace: Trace, *, title: str | None = None) -> graphviz.Digraph:
     for info in infos:
         node = ids[info.name]
         if info.via == "PoolSupervisor.start_child":
-            graph.edge(root(info.via, "supervisor"), node, label=_label("supervises"), color="#455a64")
+            # Long-poll sessions have a supervisor of their own, as Phoenix's LongPoll.Supervisor.
+            kind = "longpoll supervisor" if info.role == "longpoll session" else "supervisor"
+            graph.edge(root(info.via, kind), node, label=_label("supervises"), color="#455a64")
             if info.parent is not None:
                 graph.edge(ids[info.parent], node, label=_label("start_child"), style="dotted",
                            color="#90a4ae", fontcolor="#78909c", constraint="false")

@@ -664,8 +664,14 @@ class Trace:
             known = ", ".join(self._names.pid_objects) or "none"
             raise KeyError(f"no process named {name!r} in this trace (known: {known})") from None
 
-    def name(self, pid: Pid) -> str:
-        """The trace's name for ``pid``, giving it the next number if the trace never saw it."""
+    def name(self, pid: Pid | Ref) -> str:
+        """The trace's name for a pid (``"socket#1"``) or a ref (``"r3"``).
+
+        One the trace never saw gets the next number, so that live state read
+        after a run (a socket's ``channels`` map, say) prints the same every run.
+        """
+        if isinstance(pid, Ref):
+            return self._names.ref(pid)
         return self._names.pid(pid)  # type: ignore[return-value]
 
     # Filters
