@@ -14,7 +14,7 @@ setup:
 # exercise notebooks themselves are run by tests/test_exercises.py).
 # pytest's own exit status is kept; exit 5 (nothing collected) is a failure.
 test:
-	bash scripts/setup.sh
+	bash scripts/setup.sh --book
 	@set -uo pipefail; \
 	args=(tests); \
 	shopt -s nullglob; nbs=(notebooks/*.ipynb exercises/solutions/*.ipynb); \
