@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         report.write_report(data, summary, HERE / "REPORT.md", HERE / "report.svg", overhead)
         print(f"wrote {HERE / 'REPORT.md'} and {HERE / 'report.svg'}")
     print(f"results in {args.out}/{stamp}.*  ({data['seconds'] / 60:.1f} minutes)")
-    failed = [r for r in data["rounds"] if "error" in r]
+    # A peer that fails under load is a finding for the report, not a broken bench;
+    # our own server failing is.
+    failed = [r for r in data["rounds"] if "error" in r and r["server"] == "ours"]
     return 1 if failed else 0
 
 
