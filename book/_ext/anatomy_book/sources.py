@@ -17,12 +17,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import channels_core
+from channels_core.anatomy import show_source
 
 __all__ = ["Chapter", "Home", "View", "home_of", "read_chapter"]
-
-#: The directory that holds the package: source paths are shown relative to it.
-PACKAGE_PARENT = Path(channels_core.__file__).resolve().parent.parent
 
 #: show_source's header: path, first and last line (an en dash between), and the name shown.
 _HEADER = re.compile(r"^(?P<path>channels_core/\S+\.py) (?P<start>\d+)–(?P<end>\d+)(?: \((?P<name>.+)\))?$")
@@ -53,23 +50,22 @@ class Home:
 def home_of(obj: Any) -> Home:
     """Where ``obj`` (a module, class, function or method of the package) is defined.
 
+    The toolkit's ``show_source`` finds it, so the glossary and the chapters can
+    never disagree on where a name lives.
+
     Raises:
         TypeError: ``obj`` is not defined in a source file of ``channels_core``.
     """
-    target = inspect.unwrap(obj) if callable(obj) else obj
     try:
-        filename = inspect.getsourcefile(target)
-        _, line = inspect.getsourcelines(target)
-    except (TypeError, OSError) as exc:
-        raise TypeError(f"no source for {obj!r}: {exc}") from None
-    if filename is None:
-        raise TypeError(f"no source file for {obj!r}")
-    path = Path(filename).resolve()
-    if PACKAGE_PARENT / "channels_core" not in path.parents:
-        raise TypeError(f"{obj!r} is defined in {path}, outside channels_core")
+        view = show_source(obj)
+    except ValueError as exc:
+        raise TypeError(str(exc)) from None
+    if not view.path.startswith("channels_core/"):
+        raise TypeError(f"{obj!r} is defined in {view.path}, outside channels_core")
     if isinstance(obj, ModuleType):
-        return Home(obj.__name__, "", path.relative_to(PACKAGE_PARENT).as_posix(), 1)
-    return Home(target.__module__, target.__qualname__, path.relative_to(PACKAGE_PARENT).as_posix(), max(line, 1))
+        return Home(obj.__name__, "", view.path, 1)
+    target = inspect.unwrap(obj) if callable(obj) else obj
+    return Home(target.__module__, target.__qualname__, view.path, view.start)
 
 
 @dataclass(frozen=True)
