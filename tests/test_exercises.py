@@ -66,6 +66,10 @@ STARTER_VERDICTS: dict[int, list[str]] = {
     11: ["your trace holds no ↑ boom frame"],
     12: ["no ping reached room:lobby over LongPoll (longpoll_ping returned None)"],
     13: ["joining with {'start': 5} got ('ok', {}): expected ('ok', {'count': 5})"],
+    14: ["alice, on node a, received the notice of broadcast_to_node(endpoint_a, 'b', 'room:lobby', 'notice', "
+         "{'text': 'for node b only, sent from node a'}): expected only the clients on node b"],
+    15: ["after alice's join, alice's presence_state lists {'alice': [{}]} (phx_ref aside): expected each user "
+         "with one meta, 'status': 'online'"],
 }
 
 
@@ -135,7 +139,7 @@ async def run_check(number: int, directory: Path, capsys: pytest.CaptureFixture[
 
 def test_there_is_one_exercise_notebook_per_chapter_and_a_solution_for_each() -> None:
     with_exercises = sorted({chapter for chapter, *_ in EXERCISES.values()})
-    assert with_exercises == list(range(1, 11))
+    assert with_exercises == list(range(1, 13))
     chapters = [p.stem for p in CHAPTERS if int(p.stem[:2]) in with_exercises]
     assert [p.stem for p in STARTERS] == [f"{c}_exercises" for c in chapters]
     assert [p.name for p in SOLUTIONS] == [p.name for p in STARTERS]
@@ -430,6 +434,41 @@ async def test_a_channel_that_inherits_is_refused_for_exercise_13(
     methods = {name: value for name, value in vars(tally).items() if not name.startswith("__")}
     out = await verdict(workshop.check_no_inheritance, type("TallyChannel", (Channel,), methods), capsys=capsys)
     assert out.startswith("✗ exercise 13: TallyChannel inherits from Channel: expected a class with no base"), out
+
+
+@pytest.mark.redis
+async def test_a_direct_broadcast_through_the_default_dispatcher_is_told_from_the_fastlane(
+    capsys: pytest.CaptureFixture[str], quiet_notebook_logs: None, leak_check: None
+) -> None:
+    from channels_core.message import Broadcast
+    from channels_core.pubsub import default_dispatch
+
+    def broadcast_to_node(endpoint: Any, node_name: str, topic: str, event: str, payload: Any) -> None:
+        endpoint.pubsub.direct_broadcast(node_name, topic, Broadcast(topic, event, payload), default_dispatch)
+
+    out = await verdict(workshop.check_direct_broadcast, broadcast_to_node, capsys=capsys)
+    assert out.startswith("✗ exercise 14: bob received ['1', None, 'room:lobby', 'notice', "
+                          "{'text': 'for node b only, sent from node a', 'transport': ':websocket'}]: expected the "
+                          "fastlane's frame"), out
+    assert "Hint: pass fastlane_dispatch as direct_broadcast's last argument" in out
+
+
+async def test_a_second_track_instead_of_update_quotes_the_tracker(
+    capsys: pytest.CaptureFixture[str], quiet_notebook_logs: None, leak_check: None
+) -> None:
+    status_channel = solution_objects(15)["StatusChannel"]
+
+    def handle_in(self: Any, event: str, payload: Any, socket: Any) -> Any:
+        socket.endpoint.presence.track(socket, socket.assigns["user_id"], {"status": payload["status"]})
+        return ("reply", ("ok", {}), socket)
+
+    tracking = type("StatusChannel", (status_channel,), {"handle_in": handle_in})
+    out = await verdict(workshop.check_presence_status, tracking, capsys=capsys)
+    assert out.startswith("✗ exercise 15: bob's set_status {'status': 'away'} got ['1', '1', 'status:lobby', "
+                          "'phx_error', {'reason': 'channel_crash'}]: expected the reply ok"), out
+    assert ("PresenceError(\"<channel status:lobby process> is already tracked under 'bob' in 'status:lobby'\")"
+            in out), out
+    assert "Hint: on 'set_status', socket.endpoint.presence.update(socket" in out
 
 
 async def test_not_a_class_where_a_class_is_expected(capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import socket as socket_lib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +42,7 @@ from ..demo.app import DemoEndpoint, UserSocket
 from ..endpoint import Endpoint, socket
 from ..exceptions import DecodeError
 from ..process import Pid
+from ..pubsub import PubSub
 from ..socket import Socket, SocketStruct, channel
 from ..transports.transport import V1, V2
 from .harness import WAIT, Failed, Run, describe_exception, exercise, show
@@ -49,17 +52,22 @@ __all__ = [
     "check_after_join",
     "check_channel_limit",
     "check_crash_and_rejoin",
+    "check_direct_broadcast",
     "check_first_client",
     "check_handle_in_reply",
     "check_join_ref_layers",
     "check_longpoll_ping",
     "check_mute",
     "check_no_inheritance",
+    "check_presence_status",
     "check_second_socket",
     "check_serializer",
     "check_token_socket",
     "check_topics_of",
 ]
+
+#: Seconds a redis-server started by a check has to answer PING.
+REDIS_START = 5.0
 
 #: The secret the checks' endpoints sign tokens with: not the demo's, on purpose.
 CHECK_SECRET = "the workshop checks' own secret: verify with socket.endpoint.secret_key_base"
@@ -1008,6 +1016,251 @@ def _channel_pid(app: Endpoint, topic: str) -> Pid:
     raise Failed(f"no channel process serves {topic!r} after its join")
 
 
+# Exercise 14 (chapter 11, medium): a broadcast for one node
+
+
+@exercise(14)
+async def check_direct_broadcast(run: Run, broadcast_to_node: Any) -> str:
+    """``broadcast_to_node(endpoint, node_name, topic, event, payload)``: a broadcast for one node only.
+
+    Two demo nodes, ``a`` and ``b``, share a Redis (a ``RedisAdapter`` each), with a
+    client in ``room:lobby`` on each. Deliver ``event`` with ``payload`` to the
+    clients of ``topic`` on the node named ``node_name`` only, from whichever node's
+    ``endpoint`` you are given: build the ``Broadcast`` as ``endpoint.broadcast``
+    does, and hand it to ``endpoint.pubsub.direct_broadcast`` with the fastlane
+    dispatcher.
+    """
+    from ..pubsub.redis import RedisAdapter
+
+    _require_callable(broadcast_to_node, "broadcast_to_node")
+    started: list[Any] = []
+    redis_url = await _redis_server(run, started)
+    nodes: dict[str, Any] = {}
+    for name in ("a", "b"):
+        nodes[name] = await run.server(create_app(pubsub=PubSub(RedisAdapter.from_url(redis_url, node_name=name))))
+        started.append(nodes[name])
+    for name, server in nodes.items():
+        try:
+            await server.app.pubsub.adapter.wait_connected(timeout=WAIT)
+        except TimeoutError:
+            raise Failed(run.with_log(f"node {name} did not subscribe to Redis within 2 s")) from None
+    clients: dict[str, _Raw] = {}
+    for user, name in (("alice", "a"), ("bob", "b")):
+        clients[user] = await _Raw.open(run, nodes[name].ws_url + f"/socket/websocket?vsn=2.0.0&user_id={user}")
+        _ref, reply = await clients[user].join("room:lobby", {"user": user})
+        if _status(reply)[0] != "ok":
+            raise Failed(run.with_log(f"{user}'s join of room:lobby on node {name} got {show(reply)}: expected ok"))
+    hint = ("endpoint.pubsub.direct_broadcast(node_name, topic, Broadcast(topic, event, payload), "
+            "fastlane_dispatch): endpoint.broadcast is the same call to every node")
+
+    def is_notice(text: str) -> Callable[[Any], bool]:
+        return lambda f: _is_event(f, "room:lobby", "notice") and isinstance(f[4], dict) and f[4].get("text") == text
+
+    seen = []
+    # From node a to node b, then back: the node named is never the one called, once, and is, once.
+    for sender, target, here, there in (("a", "b", "alice", "bob"), ("b", "a", "bob", "alice")):
+        text = f"for node {target} only, sent from node {sender}"
+        payload = {"text": text}
+        call = f"broadcast_to_node(endpoint_{sender}, {target!r}, 'room:lobby', 'notice', {payload!r})"
+        await run.acall(call, broadcast_to_node, nodes[sender].app, target, "room:lobby", "notice", payload,
+                        hint=hint)
+        # A delivery on the calling node is already in its client's mailbox when the call returns.
+        local = [f for f in await clients[here].barrier() if is_notice(text)(f)]
+        if local:
+            raise Failed(f"{here}, on node {sender}, received the notice of {call}: expected only the clients on "
+                         f"node {target}", hint)
+        got, _ = await clients[there].until(is_notice(text))
+        if got is None:
+            raise Failed(run.with_log(f"{there}, on node {target}, did not receive the notice of {call} within "
+                                      "2 s"), hint)
+        if got != [None, None, "room:lobby", "notice", payload]:
+            raise Failed(f"{there} received {show(got)}: expected the fastlane's frame "
+                         f"{show([None, None, 'room:lobby', 'notice', payload])}; a 'transport' key or a join_ref "
+                         "means the channel's handle_out pushed it: the default dispatcher, not the fastlane",
+                         "pass fastlane_dispatch as direct_broadcast's last argument")
+        seen.append(f"{there} got it on node {target} and {here} did not")
+    return f"sent from node a: {seen[0]}; sent from node b: {seen[1]}"
+
+
+async def _redis_server(run: Run, nodes: list[Any]) -> str:
+    """Start a ``redis-server`` of the check's own on a free port; its URL.
+
+    When the check ends, the servers in ``nodes`` (filled in by the caller) are
+    stopped first, then Redis.
+    """
+    import redis.asyncio as aioredis
+
+    # Debian installs it in /usr/bin, which a notebook's PATH may lack.
+    binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/local/bin")
+    if binary is None:
+        raise Failed("this check starts a Redis of its own, and redis-server is not installed",
+                     "install it: sudo apt-get install redis-server (macOS: brew install redis)")
+    with socket_lib.socket() as listener:
+        listener.bind(("127.0.0.1", 0))  # the OS picks a port that is free now
+        port = listener.getsockname()[1]
+    redis_process = await asyncio.create_subprocess_exec(
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def stop() -> None:
+        # The nodes first: stopped while Redis is up, their adapters close without a warning.
+        try:
+            for server in reversed(nodes):
+                await server.stop()
+        finally:
+            if redis_process.returncode is None:
+                redis_process.terminate()
+            await redis_process.wait()
+
+    run.defer(stop)
+    ping = aioredis.Redis(host="127.0.0.1", port=port)
+    try:
+        async with asyncio.timeout(REDIS_START):
+            while True:
+                if redis_process.returncode is not None:
+                    raise Failed(f"redis-server exited with status {redis_process.returncode} on port {port}")
+                try:
+                    if await ping.ping():
+                        break
+                except (aioredis.ConnectionError, OSError):
+                    await asyncio.sleep(0.01)  # Redis sends no event when it is ready: ask again
+    except TimeoutError:
+        raise Failed(f"redis-server did not answer PING on port {port} within {REDIS_START:g} s") from None
+    finally:
+        await ping.aclose()
+    return f"redis://127.0.0.1:{port}/0"
+
+
+# Exercise 15 (chapter 12, medium): who is online, and with what status
+
+
+@exercise(15)
+async def check_presence_status(run: Run, channel_class: Any) -> str:
+    """``StatusChannel``: each client is tracked with a status, and can change it.
+
+    After its join reply, the channel tracks its process in the endpoint's presence
+    (``socket.endpoint.presence``) under its ``user_id`` with the meta
+    ``{"status": "online"}``, then pushes ``presence_state`` (given). On
+    ``set_status`` with ``{"status": "away"}`` it replaces that meta with
+    ``presence.update`` and replies ``ok``: every client in the topic then gets one
+    ``presence_diff``, and phoenix.js's ``Presence`` shows the user once, away.
+    """
+    status_channel = _require_class(channel_class, "StatusChannel")
+    refs = iter(range(1, 1000))
+    endpoint = type("StatusEndpoint", (DemoEndpoint,), {
+        "sockets": [socket("/socket", _routes("StatusSocket", channel("status:*", status_channel), base=UserSocket))],
+    })
+    app = create_app(endpoint_class=endpoint, presence_options={"make_ref": lambda: f"ref{next(refs)}"})
+    server = await run.server(app)
+    views: dict[str, _PresenceView] = {}
+    clients: dict[str, _Raw] = {}
+    join_refs: dict[str, str] = {}
+    track_hint = ("in handle_info, after the join: presence.track(socket, socket.assigns['user_id'], "
+                  "{'status': 'online'}), then push presence_state")
+    for user in ("alice", "bob"):
+        raw = clients[user] = await _Raw.open(run, server.ws_url + f"/socket/websocket?vsn=2.0.0&user_id={user}")
+        join_refs[user], reply = await raw.join("status:lobby", {})
+        if _status(reply)[0] != "ok":
+            raise Failed(run.with_log(f"{user}'s join of status:lobby got {show(reply)}: expected ok"),
+                         "keep the given join")
+        views[user] = _PresenceView()
+        if not await views[user].read_until(raw, lambda v: "presence_state" in v.events):
+            raise Failed(run.with_log(f"{user} received no presence_state within 2 s of the join reply"), track_hint)
+        if user == "bob" and not await views["alice"].read_until(clients["alice"], lambda v: "bob" in v.state):
+            raise Failed(run.with_log("alice received no presence_diff with bob's arrival within 2 s"), track_hint)
+        expected = {"alice": ["online"]} if user == "alice" else {"alice": ["online"], "bob": ["online"]}
+        if views[user].statuses() != expected:
+            raise Failed(f"after {user}'s join, {user}'s presence_state lists {views[user].metas()} (phx_ref "
+                         f"aside): expected each user with one meta, 'status': 'online'", track_hint)
+    update_hint = ("on 'set_status', socket.endpoint.presence.update(socket, socket.assigns['user_id'], "
+                   "{'status': payload['status']}), then reply ok; track refuses a process it tracks already")
+    answer = await clients["bob"].push(join_refs["bob"], "status:lobby", "set_status", {"status": "away"})
+    if answer is None or _status(answer)[0] != "ok":
+        raise Failed(run.with_log(f"bob's set_status {{'status': 'away'}} got {show(answer)}: expected the reply "
+                                  "ok"), update_hint)
+    expected = {"alice": ["online"], "bob": ["away"]}
+    for user in ("alice", "bob"):
+        view = views[user]
+        diffs = view.events.count("presence_diff")
+        if not await view.read_until(clients[user], lambda v: v.events.count("presence_diff") > diffs):
+            raise Failed(run.with_log(f"{user} received no presence_diff within 2 s of bob's set_status: "
+                                      "expected one, with bob's new meta"), update_hint)
+        if view.statuses() != expected:
+            raise Failed(f"after bob's set_status 'away', {user}'s presence lists {view.metas()} (phx_ref aside), "
+                         f"from the presence_diff {show(view.last_diff)}: expected bob once, away", update_hint)
+    server_side = {key: [meta.get("status") for meta in value["metas"]]
+                   for key, value in app.presence.list("status:lobby").items()}
+    if server_side != expected:
+        raise Failed(f"the server's presence.list('status:lobby') says {server_side}: expected {expected}",
+                     update_hint)
+    left, joined = views["alice"].last_diff["leaves"], views["alice"].last_diff["joins"]
+    return (f"both clients' presence shows {expected}; bob's set_status was one presence_diff, leaving "
+            f"{[m['phx_ref'] for m in left['bob']['metas']]} and joining "
+            f"{[m['phx_ref'] for m in joined['bob']['metas']]}")
+
+
+class _PresenceView:
+    """A client's copy of the presence list, kept as phoenix.js's ``Presence`` keeps it.
+
+    ``syncState`` takes a ``presence_state`` whole; ``syncDiff`` applies a
+    ``presence_diff`` by ``phx_ref``: joined metas replace those with the same ref
+    and are added to the key's others, left ones are removed, and a key with no
+    meta left goes. Diffs that come before the first state wait for it.
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[str, list[dict[str, Any]]] = {}
+        self.events: list[str] = []
+        self.pending: list[dict[str, Any]] = []
+        self.last_diff: dict[str, Any] = {}
+
+    async def read_until(self, raw: _Raw, done: Callable[[_PresenceView], bool]) -> bool:
+        """Apply the presence frames ``raw`` receives until ``done(self)``; False if 2 s pass first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not done(self):
+            frame = await raw.next(max(0.0, deadline - loop.time()))
+            if frame is None:
+                return False
+            if isinstance(frame, list) and len(frame) == 5 and frame[3] in ("presence_state", "presence_diff"):
+                self.apply(frame[3], frame[4])
+        return True
+
+    def apply(self, event: str, payload: Any) -> None:
+        self.events.append(event)
+        if event == "presence_state":
+            self.state = {key: list(value.get("metas", [])) for key, value in (payload or {}).items()}
+            diffs, self.pending = self.pending, []
+            for diff in diffs:
+                self._diff(diff)
+        elif "presence_state" not in self.events[:-1]:
+            self.pending.append(payload)
+        else:
+            self._diff(payload)
+
+    def _diff(self, diff: dict[str, Any]) -> None:
+        self.last_diff = diff
+        for key, value in (diff.get("joins") or {}).items():
+            joined = list(value.get("metas", []))
+            refs = {meta.get("phx_ref") for meta in joined}
+            self.state[key] = [m for m in self.state.get(key, []) if m.get("phx_ref") not in refs] + joined
+        for key, value in (diff.get("leaves") or {}).items():
+            refs = {meta.get("phx_ref") for meta in value.get("metas", [])}
+            if key in self.state:
+                self.state[key] = [m for m in self.state[key] if m.get("phx_ref") not in refs]
+                if not self.state[key]:
+                    del self.state[key]
+
+    def metas(self) -> dict[str, list[dict[str, Any]]]:
+        """Each key's metas without their refs, which differ every run."""
+        return {key: [{k: v for k, v in meta.items() if k not in ("phx_ref", "phx_ref_prev")} for meta in metas]
+                for key, metas in sorted(self.state.items())}
+
+    def statuses(self) -> dict[str, list[Any]]:
+        return {key: [meta.get("status") for meta in metas] for key, metas in sorted(self.state.items())}
+
+
 # The list of exercises
 
 
@@ -1026,4 +1279,6 @@ EXERCISES: dict[int, tuple[int, str, str, Callable[..., Any]]] = {
     11: (8, "medium", "crash a channel, trace the phx_error and the rejoin", check_crash_and_rejoin),
     12: (9, "hard", "LongPoll by hand: join and ping over HTTP", check_longpoll_ping),
     13: (10, "hard", "a channel that inherits from nothing", check_no_inheritance),
+    14: (11, "medium", "a broadcast for the clients of one node", check_direct_broadcast),
+    15: (12, "medium", "track a status, and update it", check_presence_status),
 }
