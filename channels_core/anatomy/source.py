@@ -288,7 +288,7 @@ def grep(
     path: str = "channels_core",
     glob: str = "*.py",
     ignore_case: bool = False,
-    exclude: Sequence[str] = ("channels_core/anatomy",),
+    exclude: Sequence[str] = ("channels_core/anatomy", "channels_core/workshop"),
 ) -> GrepResult:
     """Find the lines of the package's source that match a regular expression.
 
@@ -298,7 +298,8 @@ def grep(
         glob: Which files under ``path`` to read.
         ignore_case: Match regardless of case.
         exclude: Directories (relative paths) to skip. By default this toolkit
-            itself: it is the microscope, not the specimen.
+            itself and the workshop's checks: they are the microscope and the
+            exam, not the specimen.
 
     Raises:
         ValueError: the pattern is not a valid regular expression, or ``path`` does not exist.
