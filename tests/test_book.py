@@ -389,7 +389,8 @@ def built_book() -> Path:
     """``book/_build/html``, built from the files as they are now."""
     if not build.is_fresh():
         if not (Path(sys.executable).parent / "jupyter-book").exists():
-            pytest.skip("the book is not built and jupyter-book is not installed: run `make book`")
+            pytest.fail("the book is not built and jupyter-book is not installed: run `make book` "
+                        "(`make test` installs it)")
         result = subprocess.run([sys.executable, str(BOOK / "build.py")], cwd=ROOT, capture_output=True,
                                 text=True, check=False, timeout=seconds(900))
         assert result.returncode == 0, f"book/build.py failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
